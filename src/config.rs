@@ -1,0 +1,2 @@
+//! Configuration: command-line flags, `MINILOKI_*` environment variables and
+//! the optional config file, resolved into typed settings.

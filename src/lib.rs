@@ -1,0 +1,25 @@
+//! miniloki: Grafana Loki's job in one process on one machine.
+//!
+//! The modules follow the data's path:
+//!
+//! * [`api`] — HTTP (axum) and OTLP/gRPC (tonic) endpoints: Loki's paths,
+//!   parameters, response shapes, status codes and error texts.
+//! * [`ingest`] — push decoding, validation and limits, OTLP mapping,
+//!   `service_name` and `detected_level` discovery.
+//! * [`storage`] — WAL, in-memory heads, compressed chunks, the per-block
+//!   label index, flushing and retention, behind a narrow interface.
+//! * [`logql`] — the LogQL parser and AST, the per-line pipeline, and the
+//!   evaluation of log and metric queries.
+//! * [`labels`] — label sets, shared by every layer.
+//! * [`config`] — flags, environment variables and the config file.
+//! * [`proto`] — types generated from `schema/*.proto`.
+//!
+//! Dependencies point one way: `api` → (`ingest`, `logql`) → `storage`.
+
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod labels;
+pub mod logql;
+pub mod proto;
+pub mod storage;

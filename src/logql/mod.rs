@@ -1,0 +1,6 @@
+//! LogQL: syntax (parsing and printing), the per-line pipeline, and
+//! evaluation of log and metric queries.
+
+pub mod eval;
+pub mod log;
+pub mod syntax;
