@@ -9,6 +9,10 @@
 //! This room knows the AST, the pipeline and storage's narrow read interface;
 //! it knows nothing of file layouts or HTTP.
 
+pub mod error;
+pub mod source;
 pub mod value;
 
+pub use error::EvalError;
+pub use source::SampleSource;
 pub use value::*;
