@@ -11,6 +11,8 @@
 //! This room knows the AST and the label types; it knows nothing of storage
 //! or HTTP.
 
+pub mod template;
+
 use std::sync::Arc;
 
 use crate::labels::Labels;
