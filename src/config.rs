@@ -1,2 +1,485 @@
 //! Configuration: command-line flags, `MINILOKI_*` environment variables and
-//! the optional config file, resolved into typed settings.
+//! the optional TOML config file, resolved into typed settings.
+//!
+//! Resolution happens in two steps, as in ripgrep: [`ServeArgs`] holds the
+//! raw values exactly as given (clap fills them from flags or environment
+//! variables; a value absent from both is `None`), [`FileConfig`] holds the
+//! config file (unknown keys are rejected), and [`Config::resolve`] merges
+//! them (flag/env > file > built-in default) into the [`Config`] the rest of
+//! the program uses. Every key is documented in `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::storage::{Codec, StorageConfig, SyncPolicy};
+
+/// miniloki: Grafana Loki's push API, storage and LogQL in one binary.
+#[derive(Parser, Debug)]
+#[command(name = "miniloki", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of the server (the default command).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(ServeArgs),
+    /// Push generated protobuf batches at a running server and report
+    /// lines/s, MB/s and the server's peak RSS.
+    Load(crate::loadgen::LoadArgs),
+}
+
+/// Server options. Each is also read from the environment variable shown.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Address of the HTTP API [default: 127.0.0.1:3100]
+    #[arg(long, env = "MINILOKI_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the WAL, blocks and index [default: ./data]
+    #[arg(long, env = "MINILOKI_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Optional TOML config file (see docs/configuration.md); flags and
+    /// environment variables override it.
+    #[arg(long, env = "MINILOKI_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address of the OTLP/gRPC logs receiver, or `off` [default: 127.0.0.1:4317]
+    #[arg(long, env = "MINILOKI_OTLP_GRPC_LISTEN", value_name = "ADDR|off")]
+    pub otlp_grpc_listen: Option<String>,
+    /// Require X-Scope-OrgID on every request (as Loki's auth_enabled);
+    /// when off, everything goes to tenant `fake` [default: false]
+    #[arg(long, env = "MINILOKI_AUTH_ENABLED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub auth_enabled: Option<bool>,
+    /// When a push returns: `batch` (after an fsync shared by concurrent
+    /// pushes), `interval:<duration>` (fsync in the background), or `none`
+    /// [default: batch]
+    #[arg(long, env = "MINILOKI_WAL_SYNC", value_name = "POLICY")]
+    pub wal_sync: Option<String>,
+    /// Chunk compression: zstd, snappy or none [default: zstd]
+    #[arg(long, env = "MINILOKI_CHUNK_ENCODING", value_name = "CODEC")]
+    pub chunk_encoding: Option<String>,
+    /// How often cut chunks are written to blocks, e.g. `1m` [default: 1m]
+    #[arg(long, env = "MINILOKI_FLUSH_INTERVAL", value_name = "DURATION")]
+    pub flush_interval: Option<String>,
+    /// Delete data older than this, e.g. `30d`; `0` keeps everything [default: 0]
+    #[arg(long, env = "MINILOKI_RETENTION_PERIOD", value_name = "DURATION")]
+    pub retention_period: Option<String>,
+    /// Labels to take service_name from when a stream has none, comma
+    /// separated; empty turns discovery off [default: Loki's list]
+    #[arg(long, env = "MINILOKI_DISCOVER_SERVICE_NAME", value_name = "LABELS", num_args = 0..=1, default_missing_value = "")]
+    pub discover_service_name: Option<String>,
+    /// Add a detected_level structured-metadata field at ingest [default: true]
+    #[arg(long, env = "MINILOKI_DISCOVER_LOG_LEVELS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub discover_log_levels: Option<bool>,
+    /// Longest accepted line in bytes; 0 disables the check [default: 262144]
+    #[arg(long, env = "MINILOKI_MAX_LINE_SIZE", value_name = "BYTES")]
+    pub max_line_size: Option<usize>,
+    /// Truncate lines over max-line-size instead of rejecting them [default: false]
+    #[arg(long, env = "MINILOKI_MAX_LINE_SIZE_TRUNCATE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub max_line_size_truncate: Option<bool>,
+    /// Query timeout, e.g. `1m` [default: 1m]
+    #[arg(long, env = "MINILOKI_QUERY_TIMEOUT", value_name = "DURATION")]
+    pub query_timeout: Option<String>,
+    /// Log filter for the server's own logs, in tracing's EnvFilter syntax
+    /// [default: info]
+    #[arg(long, env = "MINILOKI_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Format of the server's own logs: text or json [default: text]
+    #[arg(long, env = "MINILOKI_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The config file. Every section and key is optional; unknown keys are
+/// errors so that typos do not pass silently.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Format version of the file; only 1 exists.
+    pub version: Option<u32>,
+    #[serde(default)]
+    pub server: FileServer,
+    #[serde(default)]
+    pub storage: FileStorage,
+    #[serde(default)]
+    pub limits: FileLimits,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    pub listen: Option<SocketAddr>,
+    pub otlp_grpc_listen: Option<String>,
+    pub auth_enabled: Option<bool>,
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileStorage {
+    pub data_dir: Option<PathBuf>,
+    pub wal_sync: Option<String>,
+    pub chunk_encoding: Option<String>,
+    pub chunk_target_size: Option<usize>,
+    pub block_size: Option<usize>,
+    pub chunk_idle_period: Option<String>,
+    pub max_chunk_age: Option<String>,
+    pub flush_interval: Option<String>,
+    pub wal_segment_size: Option<u64>,
+    pub retention_period: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub discover_service_name: Option<Vec<String>>,
+    pub discover_log_levels: Option<bool>,
+    pub max_line_size: Option<usize>,
+    pub max_line_size_truncate: Option<bool>,
+    pub max_label_names_per_series: Option<usize>,
+    pub reject_old_samples: Option<bool>,
+    pub reject_old_samples_max_age: Option<String>,
+    pub creation_grace_period: Option<String>,
+    pub max_entries_limit_per_query: Option<usize>,
+    pub max_query_series: Option<usize>,
+    pub query_timeout: Option<String>,
+}
+
+/// Errors in flags, environment variables or the config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("invalid value for {key}: {detail}")]
+    Invalid { key: &'static str, detail: String },
+}
+
+/// Resolved settings used by the rest of the program.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub otlp_grpc_listen: Option<SocketAddr>,
+    pub auth_enabled: bool,
+    pub storage: StorageConfig,
+    /// `None` keeps Loki's default candidate list; `Some(empty)` turns
+    /// service_name discovery off.
+    pub discover_service_name: Option<Vec<String>>,
+    pub discover_log_levels: bool,
+    pub max_line_size: usize,
+    pub max_line_size_truncate: bool,
+    pub max_label_names_per_series: Option<usize>,
+    pub reject_old_samples: Option<bool>,
+    pub reject_old_samples_max_age: Option<Duration>,
+    pub creation_grace_period: Option<Duration>,
+    pub max_entries_limit_per_query: usize,
+    pub max_query_series: usize,
+    pub query_timeout: Duration,
+    pub log_level: String,
+    pub log_format: String,
+}
+
+impl Config {
+    /// Merges flags/env (`args`) over the config file over the defaults.
+    pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        if let Some(v) = file.version {
+            if v != 1 {
+                return Err(ConfigError::Invalid {
+                    key: "version",
+                    detail: format!(
+                        "unsupported config version {v}; this miniloki reads version 1"
+                    ),
+                });
+            }
+        }
+        let (s, st, l) = (&file.server, &file.storage, &file.limits);
+
+        let listen = args
+            .listen
+            .or(s.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3100)));
+        let grpc = args
+            .otlp_grpc_listen
+            .clone()
+            .or_else(|| s.otlp_grpc_listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:4317".into());
+        let otlp_grpc_listen = if grpc.eq_ignore_ascii_case("off") || grpc.is_empty() {
+            None
+        } else {
+            Some(grpc.parse().map_err(|e| ConfigError::Invalid {
+                key: "otlp_grpc_listen",
+                detail: format!("{grpc:?}: {e}"),
+            })?)
+        };
+
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or_else(|| st.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let mut storage = StorageConfig::new(data_dir);
+        if let Some(v) = args.wal_sync.as_deref().or(st.wal_sync.as_deref()) {
+            storage.sync = parse_sync_policy(v)?;
+        }
+        if let Some(v) = args
+            .chunk_encoding
+            .as_deref()
+            .or(st.chunk_encoding.as_deref())
+        {
+            storage.codec = match v.to_ascii_lowercase().as_str() {
+                "zstd" => Codec::Zstd,
+                "snappy" => Codec::Snappy,
+                "none" => Codec::None,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: "chunk_encoding",
+                        detail: format!("{other:?}; expected zstd, snappy or none"),
+                    })
+                }
+            };
+        }
+        if let Some(v) = st.chunk_target_size {
+            storage.chunk_target_size = v.max(1024);
+        }
+        if let Some(v) = st.block_size {
+            storage.block_size = v.max(1024);
+        }
+        if let Some(v) = &st.chunk_idle_period {
+            storage.chunk_idle_period = duration_key("chunk_idle_period", v)?;
+        }
+        if let Some(v) = &st.max_chunk_age {
+            storage.max_chunk_age = duration_key("max_chunk_age", v)?;
+        }
+        if let Some(v) = args
+            .flush_interval
+            .as_deref()
+            .or(st.flush_interval.as_deref())
+        {
+            storage.flush_interval = duration_key("flush_interval", v)?;
+        }
+        if let Some(v) = st.wal_segment_size {
+            storage.wal_segment_size = v.max(64 * 1024);
+        }
+        if let Some(v) = args
+            .retention_period
+            .as_deref()
+            .or(st.retention_period.as_deref())
+        {
+            let d = duration_key("retention_period", v)?;
+            storage.retention_period = (!d.is_zero()).then_some(d);
+        }
+
+        let discover_service_name = match (&args.discover_service_name, &l.discover_service_name) {
+            (Some(flag), _) => Some(
+                flag.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+            ),
+            (None, Some(list)) => Some(list.clone()),
+            (None, None) => None,
+        };
+        let query_timeout = match args.query_timeout.as_deref().or(l.query_timeout.as_deref()) {
+            Some(v) => duration_key("query_timeout", v)?,
+            None => Duration::from_secs(60),
+        };
+        Ok(Config {
+            listen,
+            otlp_grpc_listen,
+            auth_enabled: args.auth_enabled.or(s.auth_enabled).unwrap_or(false),
+            storage,
+            discover_service_name,
+            discover_log_levels: args
+                .discover_log_levels
+                .or(l.discover_log_levels)
+                .unwrap_or(true),
+            max_line_size: args.max_line_size.or(l.max_line_size).unwrap_or(256 * 1024),
+            max_line_size_truncate: args
+                .max_line_size_truncate
+                .or(l.max_line_size_truncate)
+                .unwrap_or(false),
+            max_label_names_per_series: l.max_label_names_per_series,
+            reject_old_samples: l.reject_old_samples,
+            reject_old_samples_max_age: l
+                .reject_old_samples_max_age
+                .as_deref()
+                .map(|v| duration_key("reject_old_samples_max_age", v))
+                .transpose()?,
+            creation_grace_period: l
+                .creation_grace_period
+                .as_deref()
+                .map(|v| duration_key("creation_grace_period", v))
+                .transpose()?,
+            max_entries_limit_per_query: l.max_entries_limit_per_query.unwrap_or(5000),
+            max_query_series: l.max_query_series.unwrap_or(500),
+            query_timeout,
+            log_level: args
+                .log_level
+                .clone()
+                .or_else(|| s.log_level.clone())
+                .unwrap_or_else(|| "info".into()),
+            log_format: args
+                .log_format
+                .clone()
+                .or_else(|| s.log_format.clone())
+                .unwrap_or_else(|| "text".into()),
+        })
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })
+}
+
+fn duration_key(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    parse_duration(v).ok_or_else(|| ConfigError::Invalid {
+        key,
+        detail: format!("{v:?} is not a duration like 30s, 5m, 2h or 7d"),
+    })
+}
+
+fn parse_sync_policy(v: &str) -> Result<SyncPolicy, ConfigError> {
+    let lower = v.to_ascii_lowercase();
+    match lower.as_str() {
+        "batch" => Ok(SyncPolicy::Batch),
+        "none" => Ok(SyncPolicy::None),
+        _ => match lower.strip_prefix("interval:") {
+            Some(d) => Ok(SyncPolicy::Interval(duration_key("wal_sync", d)?)),
+            None => Err(ConfigError::Invalid {
+                key: "wal_sync",
+                detail: format!("{v:?}; expected batch, interval:<duration> or none"),
+            }),
+        },
+    }
+}
+
+/// Parses a Prometheus-style duration (`90s`, `1h30m`, `7d`, `1w`, `250ms`,
+/// `0`) into a `Duration`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut total: u128 = 0;
+    if b.is_empty() {
+        return None;
+    }
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if start == i {
+            return None;
+        }
+        let n: u128 = s[start..i].parse().ok()?;
+        let ustart = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let unit_ns: u128 = match &s[ustart..i] {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
+            "w" => 604_800_000_000_000,
+            "y" => 31_536_000_000_000_000,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit_ns)?)?;
+    }
+    u64::try_from(total).ok().map(Duration::from_nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn defaults_without_flags_or_file() {
+        let c = Config::resolve(&ServeArgs::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3100");
+        assert_eq!(c.storage.data_dir, PathBuf::from("./data"));
+        assert_eq!(
+            c.otlp_grpc_listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:4317")
+        );
+        assert!(!c.auth_enabled);
+        assert_eq!(c.storage.sync, SyncPolicy::Batch);
+    }
+
+    #[test]
+    fn file_then_flags_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "version = 1\n[server]\nlisten = \"127.0.0.1:9999\"\n[storage]\nwal_sync = \"none\"\nchunk_encoding = \"snappy\"\n").unwrap();
+        let mut args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.storage.sync, SyncPolicy::None);
+        assert_eq!(c.storage.codec, Codec::Snappy);
+        args.listen = Some("127.0.0.1:1234".parse().unwrap());
+        assert_eq!(Config::resolve(&args).unwrap().listen.port(), 1234);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[storage]\ndata_dirr = \"x\"\n").unwrap();
+        let err = Config::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("data_dirr"), "{err}");
+        let err = Config::resolve(&ServeArgs {
+            wal_sync: Some("sometimes".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("wal_sync"), "{err}");
+    }
+}

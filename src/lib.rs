@@ -20,6 +20,7 @@ pub mod api;
 pub mod config;
 pub mod ingest;
 pub mod labels;
+pub mod loadgen;
 pub mod logql;
 pub mod proto;
 pub mod storage;

@@ -1,1 +1,79 @@
-fn main(){}
+//! The `miniloki` binary: parses flags, sets up logging, and runs the server
+//! (the default command) or the load tool.
+
+use clap::Parser;
+use miniloki::config::{Cli, Command, Config, ServeArgs};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Load(args)) => miniloki::loadgen::run(args),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log_format.eq_ignore_ascii_case("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = Config::resolve(&args)?;
+    init_logging(&cfg);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        if !cfg.listen.ip().is_loopback() && !cfg.auth_enabled {
+            tracing::warn!(message = "Listening beyond loopback without auth: anyone who can reach this address can read and write every log.", listen = %cfg.listen);
+        }
+        let started = std::time::Instant::now();
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+        let grpc = match cfg.otlp_grpc_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen for OTLP/gRPC on {addr}: {e}"))?),
+            None => None,
+        };
+        let data_dir = cfg.storage.data_dir.clone();
+        let state = tokio::task::spawn_blocking(move || miniloki::api::build_state(cfg)).await??;
+        tracing::info!(
+            message = "miniloki is ready.",
+            http = %listener.local_addr()?,
+            otlp_grpc = %grpc.as_ref().and_then(|g| g.local_addr().ok()).map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+            data_dir = %data_dir.display(),
+            startup_ms = started.elapsed().as_millis() as u64,
+        );
+        miniloki::api::serve(state, listener, grpc, shutdown_signal()).await
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!(message = "Shutdown signal received; draining requests.");
+}

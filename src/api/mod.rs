@@ -1,3 +1,254 @@
 //! The HTTP and gRPC surface: Loki's API paths, parameters, JSON shapes,
 //! status codes and error texts. Handlers parse requests, call ingestion or
 //! LogQL, and encode results; they hold no storage or query logic.
+//!
+//! * `handlers` — queries, label metadata, index stats, operational routes.
+//! * `push` — the push API and OTLP/HTTP; `grpc` — OTLP/gRPC.
+//! * `params` — Loki's parameter rules; `encode` — Loki's JSON shapes;
+//!   `error` — status codes and plain-text errors; `metrics` — `/metrics`.
+//!
+//! [`serve`] runs both listeners until the shutdown future resolves, then
+//! drains in-flight requests and flushes storage.
+
+pub mod encode;
+pub mod error;
+pub mod grpc;
+pub mod handlers;
+pub mod metrics;
+pub mod params;
+pub mod push;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::api::error::ApiError;
+use crate::api::metrics::{write_gauge, HttpMetrics};
+use crate::config::Config;
+use crate::ingest::Ingester;
+use crate::logql::eval::Engine;
+use crate::storage::Store;
+
+/// The Loki version reported by `buildinfo` (Grafana gates features on it).
+pub const LOKI_COMPAT_VERSION: &str = "3.5.0";
+/// Largest accepted request body (Loki's `max_recv_msg_size`).
+pub const MAX_BODY_BYTES: usize = 100 << 20;
+/// Largest decompressed body (Loki allows 50× the compressed limit; a
+/// single machine gets a tighter cap).
+pub const MAX_DECOMPRESSED_BYTES: usize = 512 << 20;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub ingester: Ingester,
+    pub engine: Engine,
+    pub http_metrics: HttpMetrics,
+    /// False until start-up (WAL replay) is complete.
+    pub ready: AtomicBool,
+    pub started: Instant,
+}
+
+impl AppState {
+    /// The tenant of a request: `fake` unless auth is enabled, in which case
+    /// `X-Scope-OrgID` is required (401 `no org id`).
+    pub fn tenant(&self, headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+        if !self.config.auth_enabled {
+            return Ok("fake".to_string());
+        }
+        match headers
+            .get("x-scope-orgid")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+        {
+            Some(t) if !t.is_empty() => {
+                validate_tenant(t)?;
+                Ok(t.to_string())
+            }
+            _ => Err(ApiError::new(401, "no org id")),
+        }
+    }
+
+    pub fn render_metrics(&self, out: &mut String) {
+        self.http_metrics.render(out);
+        write_gauge(
+            out,
+            "miniloki_uptime_seconds",
+            "gauge",
+            "Seconds since the server started.",
+            self.started.elapsed().as_secs_f64(),
+        );
+        let streams: usize = self
+            .store
+            .tenants()
+            .iter()
+            .map(|t| self.store.active_streams(t))
+            .sum();
+        write_gauge(
+            out,
+            "miniloki_active_streams",
+            "gauge",
+            "Streams with data in memory.",
+            streams as f64,
+        );
+    }
+}
+
+/// Loki's tenant ID rules: at most 150 characters of `[a-zA-Z0-9!-_.*'()]`,
+/// not `.` or `..`.
+fn validate_tenant(t: &str) -> Result<(), ApiError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "!-_.*'()|".contains(c);
+    if t.len() > 150 || t == "." || t == ".." || !t.chars().all(ok_char) {
+        return Err(ApiError::new(401, format!("tenant ID is invalid: {t:?}")));
+    }
+    Ok(())
+}
+
+async fn record_metrics(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    st.http_metrics.observe(
+        &route,
+        &method,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+/// All HTTP routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    use handlers::*;
+    Router::new()
+        .route("/loki/api/v1/push", post(push::push))
+        .route("/api/prom/push", post(push::push))
+        .route("/otlp/v1/logs", post(push::otlp_logs))
+        .route("/loki/api/v1/query", get(query_instant).post(query_instant))
+        .route(
+            "/loki/api/v1/query_range",
+            get(query_range).post(query_range),
+        )
+        .route("/loki/api/v1/labels", get(labels).post(labels))
+        .route(
+            "/loki/api/v1/label/{name}/values",
+            get(label_values).post(label_values),
+        )
+        .route("/loki/api/v1/series", get(series).post(series))
+        .route(
+            "/loki/api/v1/index/stats",
+            get(index_stats).post(index_stats),
+        )
+        .route(
+            "/loki/api/v1/format_query",
+            get(format_query).post(format_query),
+        )
+        .route("/loki/api/v1/status/buildinfo", get(buildinfo))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/flush", post(flush))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Builds the state: opens storage (replaying the WAL) and the engines.
+pub fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
+    let store = Store::open(config.storage.clone())?;
+    let ingester = Ingester::new(
+        store.clone(),
+        crate::ingest::IngestLimits::default(),
+        crate::ingest::OtlpConfig::default(),
+    );
+    let limits = crate::logql::eval::QueryLimits {
+        max_entries_limit_per_query: config.max_entries_limit_per_query,
+        max_query_series: config.max_query_series,
+        query_timeout: config.query_timeout,
+    };
+    let engine = Engine::new(store.clone(), limits);
+    Ok(Arc::new(AppState {
+        config,
+        store,
+        ingester,
+        engine,
+        http_metrics: HttpMetrics::default(),
+        ready: AtomicBool::new(false),
+        started: Instant::now(),
+    }))
+}
+
+/// Serves HTTP on `listener` (and OTLP/gRPC on `grpc`, when given) until
+/// `shutdown` resolves; then drains requests and flushes storage.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    grpc: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let grpc_task = grpc.map(|l| {
+        let mut rx = rx.clone();
+        let svc = grpc::service(state.clone());
+        tokio::spawn(async move {
+            let incoming = tokio_stream_from(l);
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                })
+                .await
+        })
+    });
+    state.ready.store(true, Ordering::Relaxed);
+    let app = router(state.clone());
+    let mut rx_http = rx.clone();
+    let http = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = rx_http.wait_for(|v| *v).await;
+    });
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    http.await?;
+    signal.abort();
+    if let Some(t) = grpc_task {
+        match t.await {
+            Ok(Err(error)) => {
+                tracing::warn!(message = "OTLP/gRPC server stopped with an error.", %error)
+            }
+            Err(error) => tracing::warn!(message = "OTLP/gRPC task failed.", %error),
+            Ok(Ok(())) => {}
+        }
+    }
+    state.ready.store(false, Ordering::Relaxed);
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || store.shutdown()).await??;
+    tracing::info!(message = "Shut down cleanly; heads flushed.");
+    Ok(())
+}
+
+/// Adapts a bound listener into the stream of connections tonic serves.
+fn tokio_stream_from(
+    l: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(l, |l| async move {
+        let r = l.accept().await.map(|(s, _)| s);
+        Some((r, l))
+    })
+}
