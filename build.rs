@@ -14,9 +14,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // Push lines and labels are borrowed from the decompressed request
-        // buffer instead of being copied into one String each.
-        .bytes(".logproto")
         .compile_fds(fds)?;
     Ok(())
 }

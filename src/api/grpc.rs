@@ -52,7 +52,7 @@ impl LogsService for OtlpGrpc {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| status_for(e.status, e.message))?;
-        let partial_success = (summary.rejected > 0).then(|| ExportLogsPartialSuccess {
+        let partial_success = (summary.rejected > 0).then_some(ExportLogsPartialSuccess {
             rejected_log_records: summary.rejected as i64,
             error_message: summary.message,
         });

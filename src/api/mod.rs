@@ -85,6 +85,22 @@ impl AppState {
             "Seconds since the server started.",
             self.started.elapsed().as_secs_f64(),
         );
+        if let Some((rss, peak)) = process_memory() {
+            write_gauge(
+                out,
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                rss,
+            );
+            write_gauge(
+                out,
+                "process_max_resident_memory_bytes",
+                "gauge",
+                "Peak resident memory size in bytes.",
+                peak,
+            );
+        }
         let streams: usize = self
             .store
             .tenants()
@@ -99,6 +115,20 @@ impl AppState {
             streams as f64,
         );
     }
+}
+
+/// (current RSS, peak RSS) of this process from /proc, in bytes.
+fn process_memory() -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = |key: &str| -> Option<f64> {
+        let l = status.lines().find(|l| l.starts_with(key))?;
+        l.split_whitespace()
+            .nth(1)?
+            .parse::<f64>()
+            .ok()
+            .map(|v| v * 1024.0)
+    };
+    Some((kb("VmRSS:")?, kb("VmHWM:")?))
 }
 
 /// Loki's tenant ID rules: at most 150 characters of `[a-zA-Z0-9!-_.*'()]`,

@@ -14,7 +14,7 @@ use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::proto::otlp::collector::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
 
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
