@@ -9,7 +9,10 @@ use serde_json::json;
 
 /// Pushes a fixed set of entries with JSON and protobuf; returns what was
 /// pushed as (stream selector value of `app`, ts, line, metadata).
-fn push_fixture(s: &Server, base: i64) -> Vec<(String, i64, String, Vec<(String, String)>)> {
+/// (app, ts, line, structured metadata) of one pushed entry.
+type Pushed = (String, i64, String, Vec<(String, String)>);
+
+fn push_fixture(s: &Server, base: i64) -> Vec<Pushed> {
     let mut expected = vec![];
     let json_entries: Vec<(i64, String, Vec<(String, String)>)> = (0..50)
         .map(|i| {
@@ -78,7 +81,7 @@ fn push_fixture(s: &Server, base: i64) -> Vec<(String, i64, String, Vec<(String,
 }
 
 /// Reads everything back with categorized labels and compares exactly.
-fn check_all(s: &Server, base: i64, expected: &[(String, i64, String, Vec<(String, String)>)]) {
+fn check_all(s: &Server, base: i64, expected: &[Pushed]) {
     for app in ["jsonapp", "protoapp"] {
         let start = (base - 1_000_000_000).to_string();
         let end = (base + 10_000_000_000).to_string();

@@ -10,6 +10,7 @@
 //! [`serve`] runs both listeners until the shutdown future resolves, then
 //! drains in-flight requests and flushes storage.
 
+pub mod drilldown;
 pub mod encode;
 pub mod error;
 pub mod grpc;
@@ -17,6 +18,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod params;
 pub mod push;
+pub mod tail;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
