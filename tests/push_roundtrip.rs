@@ -9,12 +9,15 @@ use serde_json::json;
 
 /// Pushes a fixed set of entries with JSON and protobuf; returns what was
 /// pushed as (stream selector value of `app`, ts, line, metadata).
+/// (ts, line, structured metadata) of one entry to push.
+type Entry = (i64, String, Vec<(String, String)>);
+
 /// (app, ts, line, structured metadata) of one pushed entry.
 type Pushed = (String, i64, String, Vec<(String, String)>);
 
 fn push_fixture(s: &Server, base: i64) -> Vec<Pushed> {
     let mut expected = vec![];
-    let json_entries: Vec<(i64, String, Vec<(String, String)>)> = (0..50)
+    let json_entries: Vec<Entry> = (0..50)
         .map(|i| {
             let ts = base + i * 1_000_003 + 7; // odd nanoseconds on purpose
             let md = if i % 3 == 0 {
@@ -48,7 +51,7 @@ fn push_fixture(s: &Server, base: i64) -> Vec<Pushed> {
     for (ts, line, md) in json_entries {
         expected.push(("jsonapp".to_string(), ts, line, md));
     }
-    let proto_entries: Vec<(i64, String, Vec<(String, String)>)> = (0..50)
+    let proto_entries: Vec<Entry> = (0..50)
         .map(|i| {
             let ts = base + 500_000_000 + i * 999_999;
             let md = if i % 2 == 0 {
