@@ -65,7 +65,7 @@ fn push_fixture(s: &Server, base: i64) -> Vec<Pushed> {
             (ts, format!("proto line {i} level=info msg=\"hello\""), md)
         })
         .collect();
-    let as_refs: Vec<(i64, &str, Vec<(&str, &str)>)> = proto_entries
+    let as_refs: Vec<_> = proto_entries
         .iter()
         .map(|(ts, l, md)| {
             (
