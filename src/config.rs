@@ -35,6 +35,11 @@ pub enum Command {
     /// Push generated protobuf batches at a running server and report
     /// lines/s, MB/s and the server's peak RSS.
     Load(crate::loadgen::LoadArgs),
+    /// Send demo logs (order, inventory, payment, notification services)
+    /// to a server, through both the Loki push API and OTLP/HTTP.
+    Demo(crate::demo::DemoArgs),
+    /// Exit 0 when a URL answers 200 (the container healthcheck).
+    Check(crate::loadgen::CheckArgs),
 }
 
 /// Server options. Each is also read from the environment variable shown.

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod config;
+pub mod demo;
 pub mod ingest;
 pub mod labels;
 pub mod loadgen;

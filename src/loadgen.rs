@@ -55,7 +55,7 @@ pub struct LoadArgs {
     pub touch_all_streams: bool,
 }
 
-fn host_port(url: &str) -> anyhow::Result<String> {
+pub(crate) fn host_port(url: &str) -> anyhow::Result<String> {
     let rest = url
         .strip_prefix("http://")
         .context("only http:// URLs are supported")?;
@@ -92,13 +92,13 @@ fn load_lines(dir: &std::path::Path, size: usize) -> anyhow::Result<Vec<String>>
 }
 
 /// One keep-alive HTTP/1.1 connection.
-struct Conn {
+pub(crate) struct Conn {
     reader: BufReader<TcpStream>,
     host: String,
 }
 
 impl Conn {
-    fn open(host: &str) -> anyhow::Result<Conn> {
+    pub(crate) fn open(host: &str) -> anyhow::Result<Conn> {
         let s = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
         s.set_nodelay(true)?;
         Ok(Conn {
@@ -108,7 +108,7 @@ impl Conn {
     }
 
     /// Sends a request and returns (status, body).
-    fn request(
+    pub(crate) fn request(
         &mut self,
         method: &str,
         path: &str,
@@ -318,6 +318,35 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             peak / 1e6
         ),
         None => println!("server RSS: not available from /metrics"),
+    }
+    Ok(())
+}
+
+/// Options of `miniloki check`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// URL to probe (http only).
+    #[arg(long, default_value = "http://127.0.0.1:3100/ready")]
+    pub url: String,
+}
+
+/// Exits with an error unless `url` answers 200.
+pub fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let rest = args
+        .url
+        .strip_prefix("http://")
+        .context("only http:// URLs are supported")?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (status, body) = Conn::open(host)?.request("GET", path, "text/plain", b"")?;
+    if status != 200 {
+        bail!(
+            "{} answered {status}: {}",
+            args.url,
+            String::from_utf8_lossy(&body).trim()
+        );
     }
     Ok(())
 }

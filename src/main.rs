@@ -8,6 +8,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Load(args)) => miniloki::loadgen::run(args),
+        Some(Command::Demo(args)) => miniloki::demo::run(args),
+        Some(Command::Check(args)) => miniloki::loadgen::check(args),
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     }
