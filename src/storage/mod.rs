@@ -17,6 +17,11 @@
 //!
 //! Layout of the data directory and of every file is in `docs/storage.md`.
 
+mod chunk;
+mod enc;
+mod head;
+mod wal;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
