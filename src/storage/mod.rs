@@ -20,6 +20,7 @@
 mod chunk;
 mod enc;
 mod head;
+mod index;
 mod wal;
 
 use std::path::PathBuf;
