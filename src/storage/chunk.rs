@@ -136,13 +136,6 @@ impl RawEntries {
     pub fn is_empty(&self) -> bool {
         self.ts.is_empty()
     }
-    pub fn clear(&mut self) {
-        self.ts.clear();
-        self.line_end.clear();
-        self.lines.clear();
-        self.md_end.clear();
-        self.md.clear();
-    }
     pub fn line(&self, i: usize) -> &[u8] {
         let s = if i == 0 { 0 } else { self.line_end[i - 1] as usize };
         &self.lines[s..self.line_end[i] as usize]
@@ -461,7 +454,8 @@ pub struct Chunk {
     pub entries: u32,
     pub min_ts: i64,
     pub max_ts: i64,
-    pub size: usize,
+    /// The whole encoded chunk.
+    pub data: Bytes,
 }
 
 impl Chunk {
@@ -504,7 +498,7 @@ impl Chunk {
             }
             blocks.push(EncodedBlock { data: data.slice(off..off + len), meta });
         }
-        Ok(Chunk { codec, blocks, entries, min_ts, max_ts, size: n })
+        Ok(Chunk { codec, blocks, entries, min_ts, max_ts, data })
     }
 }
 

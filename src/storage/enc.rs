@@ -124,10 +124,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn u8(&mut self) -> DecodeResult<u8> {
-        Ok(self.bytes(1)?[0])
-    }
-
     pub fn u32(&mut self) -> DecodeResult<u32> {
         let b = self.bytes(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))

@@ -137,10 +137,6 @@ impl Wal {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The segment new records go to (a lower bound for records being
     /// appended now).
     pub fn current_segment(&self) -> u64 {
