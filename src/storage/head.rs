@@ -24,7 +24,7 @@ pub struct Head {
     pub min_ts: i64,
     pub max_ts: i64,
     pub entries: usize,
-    /// Uncompressed bytes (lines plus metadata) in the head.
+    /// Uncompressed bytes (lines plus any metadata) in the head.
     pub raw_bytes: usize,
 }
 
@@ -56,7 +56,8 @@ impl Head {
         }
         self.cur.push(ts, line, md);
         self.entries += 1;
-        self.raw_bytes += line.len() + md.len();
+        // Entries without metadata carry only the one-byte empty marker.
+        self.raw_bytes += line.len() + if md == [0] { 0 } else { md.len() };
         if self.cur.raw_size() >= block_size {
             self.close_block(codec);
         }
@@ -149,7 +150,7 @@ mod tests {
         assert!(h.append(5, b"a", &[0], Codec::Zstd, 1 << 20));
         assert!(!h.append(10, b"b", &[0], Codec::Zstd, 1 << 20));
         assert!(h.append(10, b"c", &[0], Codec::Zstd, 1 << 20));
-        assert_eq!((h.entries, h.min_ts, h.max_ts, h.raw_bytes), (3, 5, 10, 6));
+        assert_eq!((h.entries, h.min_ts, h.max_ts, h.raw_bytes), (3, 5, 10, 3));
         let c = h.cut(Codec::Zstd, 1 << 20).unwrap().unwrap();
         assert!(h.is_empty());
         assert_eq!(all_entries(&c), vec![(5, "a".into()), (10, "b".into()), (10, "c".into())]);
