@@ -702,7 +702,11 @@ impl Engine {
     }
 
     pub fn tick_period(&self) -> Duration {
-        self.cfg.flush_interval.min(Duration::from_secs(5)).max(Duration::from_millis(10))
+        let mut p = self.cfg.flush_interval.min(Duration::from_secs(5));
+        if let SyncPolicy::Interval(d) = self.cfg.sync {
+            p = p.min(d);
+        }
+        p.max(Duration::from_millis(10))
     }
 
     pub fn shutdown(&self) -> Result<()> {

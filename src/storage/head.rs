@@ -21,6 +21,8 @@ pub struct Head {
     pub cur: RawEntries,
     /// Largest timestamp in `cur` (duplicates can only hide at or below it).
     cur_max: i64,
+    /// `cur` is in ascending order (the common case).
+    cur_sorted: bool,
     pub min_ts: i64,
     pub max_ts: i64,
     pub entries: usize,
@@ -35,12 +37,8 @@ impl Head {
 
     /// Adds one entry; `false` if it is an exact duplicate and was dropped.
     pub fn append(&mut self, ts: i64, line: &[u8], md: &[u8], codec: Codec, block_size: usize) -> bool {
-        if !self.cur.is_empty() && ts <= self.cur_max {
-            for i in 0..self.cur.len() {
-                if self.cur.ts[i] == ts && self.cur.same(i, ts, line, md) {
-                    return false;
-                }
-            }
+        if !self.cur.is_empty() && ts <= self.cur_max && self.is_dup(ts, line, md) {
+            return false;
         }
         if self.entries == 0 {
             self.min_ts = ts;
@@ -51,7 +49,9 @@ impl Head {
         }
         if self.cur.is_empty() {
             self.cur_max = ts;
+            self.cur_sorted = true;
         } else {
+            self.cur_sorted &= ts >= self.cur_max;
             self.cur_max = self.cur_max.max(ts);
         }
         self.cur.push(ts, line, md);
@@ -62,6 +62,17 @@ impl Head {
             self.close_block(codec);
         }
         true
+    }
+
+    /// Whether `(ts, line, md)` is already in the open block.
+    fn is_dup(&self, ts: i64, line: &[u8], md: &[u8]) -> bool {
+        let c = &self.cur;
+        if self.cur_sorted {
+            // Only the run of entries with this timestamp can match.
+            let start = c.ts.partition_point(|&t| t < ts);
+            return (start..c.len()).take_while(|&i| c.ts[i] == ts).any(|i| c.same(i, ts, line, md));
+        }
+        (0..c.len()).any(|i| c.ts[i] == ts && c.same(i, ts, line, md))
     }
 
     /// Sorts and compresses the open block.
@@ -154,6 +165,17 @@ mod tests {
         let c = h.cut(Codec::Zstd, 1 << 20).unwrap().unwrap();
         assert!(h.is_empty());
         assert_eq!(all_entries(&c), vec![(5, "a".into()), (10, "b".into()), (10, "c".into())]);
+    }
+
+    #[test]
+    fn duplicates_in_a_sorted_run() {
+        let mut h = Head::default();
+        for (ts, l, want) in [(1, "a", true), (2, "a", true), (2, "b", true), (2, "a", false), (2, "b", false), (1, "a", false), (3, "a", true)] {
+            assert_eq!(h.append(ts, l.as_bytes(), &[0], Codec::None, 1 << 20), want, "{ts} {l}");
+        }
+        // Same line and time, different metadata: not a duplicate.
+        assert!(h.append(3, b"a", &[1, 1, b'k', 1, b'v'], Codec::None, 1 << 20));
+        assert_eq!(h.entries, 5);
     }
 
     #[test]
