@@ -17,6 +17,15 @@
 //!
 //! Layout of the data directory and of every file is in `docs/storage.md`.
 
+mod block;
+mod chunk;
+mod enc;
+mod engine;
+mod head;
+mod index;
+mod read;
+mod wal;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -129,11 +138,7 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn new(
-        name: impl Into<String>,
-        op: MatchOp,
-        value: impl Into<String>,
-    ) -> Result<Matcher, regex::Error> {
+    pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Matcher, regex::Error> {
         let value = value.into();
         let re = match op {
             MatchOp::Re | MatchOp::Nre => Some(
@@ -143,12 +148,7 @@ impl Matcher {
             ),
             _ => None,
         };
-        Ok(Matcher {
-            name: name.into(),
-            op,
-            value,
-            re,
-        })
+        Ok(Matcher { name: name.into(), op, value, re })
     }
 
     /// Whether a label value (empty when the label is absent) matches.
@@ -266,6 +266,8 @@ pub enum StorageError {
     ShuttingDown,
     #[error("invalid matcher: {0}")]
     InvalidMatcher(String),
+    #[error("invalid tenant id: {0:?}")]
+    InvalidTenant(String),
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -273,7 +275,10 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// The storage engine. Cheap to share behind an `Arc`; every method is
 /// blocking (call from `spawn_blocking` in async code).
 pub struct Store {
-    _cfg: StorageConfig,
+    engine: Arc<engine::Engine>,
+    /// Stop flag of the background thread, with its wake-up.
+    stop: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+    bg: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// An iterator over the blocks of one stream in a time range.
@@ -282,93 +287,116 @@ pub type BlockIter = Box<dyn Iterator<Item = Result<EntryBlock>> + Send>;
 impl Store {
     /// Opens (creating if needed) the data directory and replays the WAL.
     pub fn open(cfg: StorageConfig) -> Result<Arc<Store>> {
-        Ok(Arc::new(Store { _cfg: cfg }))
+        let engine = Arc::new(engine::Engine::open(cfg)?);
+        let stop = Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
+        let (e, s) = (engine.clone(), stop.clone());
+        let bg = std::thread::Builder::new()
+            .name("storage-bg".into())
+            .spawn(move || {
+                let mut last_flush = std::time::Instant::now();
+                let period = e.tick_period();
+                loop {
+                    {
+                        let mut stopped = s.0.lock();
+                        if !*stopped {
+                            s.1.wait_for(&mut stopped, period);
+                        }
+                        if *stopped {
+                            return;
+                        }
+                    }
+                    e.tick(&mut last_flush);
+                }
+            })
+            .map_err(|e| StorageError::Io { path: PathBuf::from("<thread>"), source: e })?;
+        Ok(Arc::new(Store { engine, stop, bg: parking_lot::Mutex::new(Some(bg)) }))
     }
 
     /// Appends entries; on `Ok` they are in the WAL under the sync policy.
-    pub fn append(&self, _tenant: &str, _streams: Vec<PushStream>) -> Result<AppendOutcome> {
-        Ok(AppendOutcome::default())
+    pub fn append(&self, tenant: &str, streams: Vec<PushStream>) -> Result<AppendOutcome> {
+        self.engine.append(tenant, streams)
     }
 
     /// Streams of `tenant` matching all `matchers` that may have entries in
     /// `[from, through)`, sorted by labels.
-    pub fn select_series(
-        &self,
-        _tenant: &str,
-        _matchers: &[Matcher],
-        _from: i64,
-        _through: i64,
-    ) -> Result<Vec<SeriesRef>> {
-        Ok(Vec::new())
+    pub fn select_series(&self, tenant: &str, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<SeriesRef>> {
+        self.engine.select_series(tenant, matchers, from, through)
     }
 
     /// Entries of one stream in `[from, through)`, as blocks in `dir` order,
     /// duplicates removed.
+    #[allow(clippy::too_many_arguments)]
     pub fn read_stream(
         &self,
-        _tenant: &str,
-        _series: &SeriesRef,
-        _from: i64,
-        _through: i64,
-        _dir: Direction,
-        _cols: ReadColumns,
-        _stats: &mut ReadStats,
+        tenant: &str,
+        series: &SeriesRef,
+        from: i64,
+        through: i64,
+        dir: Direction,
+        cols: ReadColumns,
+        stats: &mut ReadStats,
     ) -> Result<BlockIter> {
-        Ok(Box::new(std::iter::empty()))
+        Ok(Box::new(self.engine.read_stream(tenant, series, from, through, dir, cols, stats)?))
     }
 
     /// Label names of streams matching `matchers` (all streams when empty)
     /// with entries in `[from, through)`, sorted.
-    pub fn label_names(
-        &self,
-        _tenant: &str,
-        _matchers: &[Matcher],
-        _from: i64,
-        _through: i64,
-    ) -> Result<Vec<String>> {
-        Ok(Vec::new())
+    pub fn label_names(&self, tenant: &str, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<String>> {
+        self.engine.label_names(tenant, matchers, from, through)
     }
 
     /// Values of label `name` over matching streams, sorted.
-    pub fn label_values(
-        &self,
-        _tenant: &str,
-        _name: &str,
-        _matchers: &[Matcher],
-        _from: i64,
-        _through: i64,
-    ) -> Result<Vec<String>> {
-        Ok(Vec::new())
+    pub fn label_values(&self, tenant: &str, name: &str, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<String>> {
+        self.engine.label_values(tenant, name, matchers, from, through)
     }
 
     /// Streams, chunks, entries and bytes of matching streams in the range.
-    pub fn index_stats(
-        &self,
-        _tenant: &str,
-        _matchers: &[Matcher],
-        _from: i64,
-        _through: i64,
-    ) -> Result<IndexStats> {
-        Ok(IndexStats::default())
+    pub fn index_stats(&self, tenant: &str, matchers: &[Matcher], from: i64, through: i64) -> Result<IndexStats> {
+        self.engine.index_stats(tenant, matchers, from, through)
     }
 
     /// Number of streams with data in memory (the active streams) of a tenant.
-    pub fn active_streams(&self, _tenant: &str) -> usize {
-        0
+    pub fn active_streams(&self, tenant: &str) -> usize {
+        self.engine.active_streams(tenant)
     }
 
     /// Cuts every head and writes all cut chunks out as blocks now.
     pub fn flush(&self) -> Result<()> {
-        Ok(())
+        self.engine.flush(true)
+    }
+
+    /// Deletes blocks past the retention period now (the background thread
+    /// does it after every periodic flush).
+    pub fn apply_retention(&self) -> Result<()> {
+        self.engine.apply_retention()
     }
 
     /// Flushes and stops background work; later appends fail.
     pub fn shutdown(&self) -> Result<()> {
-        Ok(())
+        self.stop_bg();
+        self.engine.shutdown()
     }
 
     /// Tenants with any data.
     pub fn tenants(&self) -> Vec<String> {
-        Vec::new()
+        self.engine.tenants()
+    }
+
+    fn stop_bg(&self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        if let Some(h) = self.bg.lock().take() {
+            let _ = h.join();
+        }
     }
 }
+
+impl Drop for Store {
+    /// Stops the background thread without flushing: the WAL has everything.
+    fn drop(&mut self) {
+        self.stop_bg();
+    }
+}
+
+#[cfg(test)]
+mod tests;

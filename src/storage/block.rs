@@ -1,0 +1,159 @@
+//! Immutable on-disk blocks: `tenants/<tenant>/blocks/<block-id>/` holding a
+//! `chunks` file (chunks back to back) and an `index` file (see
+//! [`super::index`]). A block is written into a temporary directory, its
+//! files fsynced, then renamed into place and the parent directory fsynced,
+//! so a crash leaves either the whole block or none of it. Both files are
+//! read through `memmap2`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::chunk::Chunk;
+use super::index::{write_index, ChunkRef, IndexReader};
+use super::wal::sync_dir;
+use super::{Result, StorageError};
+use crate::labels::Labels;
+
+pub const TMP_PREFIX: &str = ".tmp-";
+
+fn io_err(path: &Path, source: std::io::Error) -> StorageError {
+    StorageError::Io { path: path.to_path_buf(), source }
+}
+
+fn corrupt(path: &Path, detail: impl std::fmt::Display) -> StorageError {
+    StorageError::DataCorruption { path: path.to_path_buf(), detail: detail.to_string() }
+}
+
+/// An open block.
+pub struct BlockReader {
+    pub id: String,
+    pub dir: PathBuf,
+    pub chunks_path: PathBuf,
+    pub index: IndexReader<memmap2::Mmap>,
+    chunks: Bytes,
+    pub min_ts: i64,
+    pub max_ts: i64,
+}
+
+fn map(path: &Path) -> Result<memmap2::Mmap> {
+    let f = File::open(path).map_err(|e| io_err(path, e))?;
+    // Safety: block files are immutable once renamed into place; miniloki
+    // never writes to them again, and deletes them only by unlinking.
+    unsafe { memmap2::Mmap::map(&f) }.map_err(|e| io_err(path, e))
+}
+
+impl BlockReader {
+    pub fn open(dir: &Path) -> Result<BlockReader> {
+        let ipath = dir.join("index");
+        let cpath = dir.join("chunks");
+        let index = IndexReader::open(map(&ipath)?).map_err(|e| corrupt(&ipath, e))?;
+        let chunks = Bytes::from_owner(map(&cpath)?);
+        let id = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let (min_ts, max_ts) = (index.min_ts, index.max_ts);
+        Ok(BlockReader { id, dir: dir.to_path_buf(), chunks_path: cpath, index, chunks, min_ts, max_ts })
+    }
+
+    pub fn overlaps(&self, from: i64, through: i64) -> bool {
+        self.min_ts < through && self.max_ts >= from
+    }
+
+    /// The chunk a reference points at, parsed (the bytes stay mapped).
+    pub fn chunk(&self, r: &ChunkRef) -> Result<Chunk> {
+        let end = r.offset.checked_add(r.len).filter(|&e| e <= self.chunks.len() as u64);
+        let Some(end) = end else {
+            return Err(corrupt(&self.chunks_path, "chunk reference out of bounds"));
+        };
+        Chunk::parse(self.chunks.slice(r.offset as usize..end as usize)).map_err(|e| corrupt(&self.chunks_path, e))
+    }
+}
+
+static BLOCK_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A new block id: the UTC day of its data, then a unique suffix.
+pub fn new_block_id(day_ts: i64) -> String {
+    let day = chrono::DateTime::from_timestamp_nanos(day_ts).format("%Y%m%d");
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    format!("{day}-{now:016x}-{:04x}", BLOCK_SEQ.fetch_add(1, Ordering::Relaxed) & 0xffff)
+}
+
+/// The UTC day number of a timestamp.
+pub fn day_of(ts: i64) -> i64 {
+    ts.div_euclid(86_400 * 1_000_000_000)
+}
+
+fn write_file(path: &Path, data: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| io_err(path, e))?;
+    f.write_all(data).map_err(|e| io_err(path, e))?;
+    f.sync_all().map_err(|e| io_err(path, e))
+}
+
+/// Writes chunks of several streams as one block under `blocks_dir` and
+/// opens it. Returns the block and the number of bytes written.
+pub fn write_block(blocks_dir: &Path, series: &BTreeMap<Labels, Vec<Arc<Chunk>>>) -> Result<(BlockReader, u64)> {
+    std::fs::create_dir_all(blocks_dir).map_err(|e| io_err(blocks_dir, e))?;
+    let first = series.values().flatten().map(|c| c.min_ts).min().unwrap_or_default();
+    let id = new_block_id(first);
+    let tmp = blocks_dir.join(format!("{TMP_PREFIX}{id}"));
+    std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+    let total: usize = series.values().flatten().map(|c| c.data.len()).sum();
+    let mut chunks = Vec::with_capacity(total);
+    let mut index_series = Vec::with_capacity(series.len());
+    for (labels, cs) in series {
+        let mut refs = Vec::with_capacity(cs.len());
+        let mut sorted: Vec<&Arc<Chunk>> = cs.iter().collect();
+        sorted.sort_by_key(|c| (c.min_ts, c.max_ts));
+        for c in sorted {
+            refs.push(ChunkRef {
+                min_ts: c.min_ts,
+                max_ts: c.max_ts,
+                offset: chunks.len() as u64,
+                len: c.data.len() as u64,
+                entries: c.entries as u64,
+                raw: c.blocks.iter().map(|b| b.meta.raw as u64).sum(),
+            });
+            chunks.extend_from_slice(&c.data);
+        }
+        index_series.push((labels.clone(), refs));
+    }
+    let index = write_index(&index_series);
+    write_file(&tmp.join("chunks"), &chunks)?;
+    write_file(&tmp.join("index"), &index)?;
+    sync_dir(&tmp)?;
+    let dst = blocks_dir.join(&id);
+    std::fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, e))?;
+    sync_dir(blocks_dir)?;
+    let b = BlockReader::open(&dst)?;
+    Ok((b, (chunks.len() + index.len()) as u64))
+}
+
+/// Opens every block under `blocks_dir`, removing leftovers of interrupted
+/// writes. A block that fails to open is logged and skipped.
+pub fn open_blocks(blocks_dir: &Path) -> Result<Vec<Arc<BlockReader>>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(blocks_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(blocks_dir, e)),
+    };
+    let mut names: Vec<String> = rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
+    names.sort();
+    for n in names {
+        let p = blocks_dir.join(&n);
+        if n.starts_with(TMP_PREFIX) {
+            tracing::warn!(message = "Removing incomplete block.", path = %p.display());
+            let _ = std::fs::remove_dir_all(&p);
+            continue;
+        }
+        match BlockReader::open(&p) {
+            Ok(b) => out.push(Arc::new(b)),
+            Err(error) => tracing::error!(message = "Skipping unreadable block.", path = %p.display(), %error),
+        }
+    }
+    Ok(out)
+}
