@@ -378,7 +378,7 @@ mod tests {
         assert_eq!(detect_line(r#"{"msg":"x","level":"WARN"}"#), "warn");
         assert_eq!(detect_line(r#"{"a":{"severity":"dbg"},"msg":"boom error"}"#), "debug");
         // Depth 3 is beyond the default limit of 2: keyword scan instead.
-        assert_eq!(detect_line(r#"{"a":{"b":{"level":"debug"}},"m":"info here"}"#), "info");
+        assert_eq!(detect_line(r#"{"a":{"b":{"level":"dbg"}},"m":"info here"}"#), "info");
         // Non-string level values are not taken.
         assert_eq!(detect_line(r#"{"level":5,"msg":"fatal"}"#), "fatal");
         // An unknown level value falls back to the keyword scan.
