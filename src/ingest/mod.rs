@@ -477,3 +477,132 @@ pub(crate) fn now_ns() -> i64 {
         .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StorageConfig;
+
+    fn ingester(limits: IngestLimits) -> (tempfile::TempDir, Ingester) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StorageConfig::new(dir.path())).unwrap();
+        (dir, Ingester::new(store, limits, OtlpConfig::default()))
+    }
+
+    fn json_body(ts: i64, streams: &[(&str, &str)]) -> Vec<u8> {
+        let s: Vec<String> = streams
+            .iter()
+            .map(|(labels, line)| format!(r#"{{"stream":{labels},"values":[["{ts}","{line}"]]}}"#))
+            .collect();
+        format!(r#"{{"streams":[{}]}}"#, s.join(",")).into_bytes()
+    }
+
+    #[test]
+    fn zero_streams_is_422() {
+        let (_d, ing) = ingester(IngestLimits::default());
+        let e = ing.push("t", Some("application/json"), None, br#"{"streams":[]}"#).unwrap_err();
+        assert_eq!(e, PushError::new(422, "error at least one valid stream is required for ingestion"));
+    }
+
+    #[test]
+    fn partial_accept_is_400_with_every_message_and_metrics() {
+        let (_d, ing) = ingester(IngestLimits { max_line_size: 5, discover_log_levels: false, ..IngestLimits::default() });
+        let now = now_ns();
+        let body = json_body(now, &[(r#"{"app":"a"}"#, "ok"), (r#"{"app":"b"}"#, "too long"), (r#"{"app":"c"}"#, "longer!")]);
+        let e = ing.push("t", Some("application/json"), None, &body).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(
+            e.message,
+            "max entry size '5' bytes exceeded for stream '{app=\"b\", service_name=\"b\"}' while adding an entry with length '8' bytes\n\
+             max entry size '5' bytes exceeded for stream '{app=\"c\", service_name=\"c\"}' while adding an entry with length '7' bytes"
+        );
+        let m = ing.metrics();
+        assert_eq!(m.lines_received.load(Ordering::Relaxed), 3);
+        assert_eq!(m.bytes_received.load(Ordering::Relaxed), 2 + 8 + 7);
+        assert_eq!(m.lines_accepted.load(Ordering::Relaxed), 1);
+        assert_eq!(m.discarded("t", reason::LINE_TOO_LONG), LinesBytes { lines: 2, bytes: 15 });
+    }
+
+    #[test]
+    fn rate_limit_is_429_and_all_or_nothing() {
+        // 10 bytes/s with a 10 byte burst (in MiB units).
+        let mib = (1u64 << 20) as f64;
+        let (_d, ing) = ingester(IngestLimits {
+            ingestion_rate_mb: 10.0 / mib,
+            ingestion_burst_size_mb: 10.0 / mib,
+            discover_log_levels: false,
+            ..IngestLimits::default()
+        });
+        let now = now_ns();
+        ing.push("t", Some("application/json"), None, &json_body(now, &[(r#"{"a":"1"}"#, "12345678")])).unwrap();
+        let e = ing
+            .push("t", Some("application/json"), None, &json_body(now, &[(r#"{"a":"1"}"#, "1234"), (r#"{"a":"2"}"#, "1")]))
+            .unwrap_err();
+        assert_eq!(e.status, 429);
+        assert_eq!(
+            e.message,
+            "ingestion rate limit exceeded for user t (limit: 10 bytes/sec) while attempting to ingest '2' lines totaling '5' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased"
+        );
+        assert_eq!(ing.metrics().discarded("t", reason::RATE_LIMITED), LinesBytes { lines: 2, bytes: 5 });
+        // Another tenant is unaffected.
+        ing.push("u", Some("application/json"), None, &json_body(now, &[(r#"{"a":"1"}"#, "1234")])).unwrap();
+    }
+
+    #[test]
+    fn stream_limit_is_429_but_known_streams_pass() {
+        let (_d, ing) = ingester(IngestLimits { max_global_streams_per_user: 1, discover_log_levels: false, ..IngestLimits::default() });
+        let now = now_ns();
+        ing.push("t", Some("application/json"), None, &json_body(now, &[(r#"{"a":"1"}"#, "x")])).unwrap();
+        // The stub store reports 0 active streams; the ingester's own record of
+        // `{a="1"}` lets it through while `{a="2"}` is refused once active
+        // streams reach the limit.
+        let e = ing
+            .push("t", Some("application/json"), None, &json_body(now, &[(r#"{"a":"1"}"#, "y"), (r#"{"a":"2"}"#, "z"), (r#"{"a":"3"}"#, "w")]))
+            .unwrap_err();
+        assert_eq!(e.status, 429);
+        assert!(e.message.starts_with("maximum active stream limit exceeded when trying to create stream {a=\"3\", service_name=\"unknown_service\"}"), "{}", e.message);
+        assert_eq!(ing.metrics().discarded("t", reason::STREAM_LIMIT).lines, 1);
+    }
+
+    #[test]
+    fn protobuf_push_and_otlp_summary() {
+        let (_d, ing) = ingester(IngestLimits::default());
+        let now = now_ns();
+        let req = crate::proto::logproto::PushRequest {
+            streams: vec![crate::proto::logproto::StreamAdapter {
+                labels: r#"{job="j"}"#.into(),
+                entries: vec![crate::proto::logproto::EntryAdapter {
+                    timestamp: Some(prost_types::Timestamp { seconds: now / 1_000_000_000, nanos: 0 }),
+                    line: "hello".into(),
+                    structured_metadata: vec![],
+                    parsed: vec![],
+                }],
+                hash: 0,
+            }],
+        };
+        let body = snap::raw::Encoder::new().compress_vec(&prost::Message::encode_to_vec(&req)).unwrap();
+        ing.push("t", None, None, &body).unwrap();
+        assert_eq!(ing.metrics().lines_accepted.load(Ordering::Relaxed), 1);
+
+        use crate::proto::otlp::common::{any_value::Value, AnyValue};
+        use crate::proto::otlp::logs::{LogRecord, ResourceLogs, ScopeLogs};
+        let rec = |ts: u64, body: &str| LogRecord {
+            time_unix_nano: ts,
+            body: Some(AnyValue { value: Some(Value::StringValue(body.into())) }),
+            severity_number: 17,
+            ..Default::default()
+        };
+        let future = (now + 3_600_000_000_000) as u64;
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: None,
+                scope_logs: vec![ScopeLogs { scope: None, log_records: vec![rec(now as u64, "a"), rec(future, "b")], schema_url: String::new() }],
+                schema_url: String::new(),
+            }],
+        };
+        let s = ing.push_otlp("t", req).unwrap();
+        assert_eq!(s.rejected, 1);
+        assert!(s.message.contains("has timestamp too new"), "{}", s.message);
+        assert_eq!(ing.metrics().lines_accepted.load(Ordering::Relaxed), 2);
+    }
+}
