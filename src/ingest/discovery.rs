@@ -53,7 +53,10 @@ pub fn known_level(v: &str) -> Option<&'static str> {
     if v.eq_ignore_ascii_case("fatal") {
         return Some("fatal");
     }
-    TABLE.iter().find(|(k, _)| v.eq_ignore_ascii_case(k)).map(|(_, l)| *l)
+    TABLE
+        .iter()
+        .find(|(k, _)| v.eq_ignore_ascii_case(k))
+        .map(|(_, l)| *l)
 }
 
 /// Loki's `normalizeLogLevel`: a known spelling becomes its name, anything
@@ -105,7 +108,12 @@ impl LevelDetector<'_> {
     }
 
     /// The level of an entry (never empty; `unknown` when nothing matched).
-    pub fn detect<'l>(&self, labels: &'l Labels, metadata: &'l [(String, String)], line: &str) -> Cow<'l, str> {
+    pub fn detect<'l>(
+        &self,
+        labels: &'l Labels,
+        metadata: &'l [(String, String)],
+        line: &str,
+    ) -> Cow<'l, str> {
         for f in self.fields {
             if let Some(v) = labels.get(f) {
                 return normalize_level(v);
@@ -133,7 +141,9 @@ impl LevelDetector<'_> {
         } else {
             return keyword_level(line);
         };
-        value.and_then(|v| known_level(&v)).unwrap_or_else(|| keyword_level(line))
+        value
+            .and_then(|v| known_level(&v))
+            .unwrap_or_else(|| keyword_level(line))
     }
 }
 
@@ -148,7 +158,13 @@ fn looks_like_json(line: &str) -> bool {
 fn json_level(line: &str, fields: &[String], max_depth: usize) -> Option<String> {
     let mut found = None;
     let mut de = serde_json::Deserializer::from_str(line);
-    let _ = (ObjectSeed { fields, depth: 0, max_depth, found: &mut found }).deserialize(&mut de);
+    let _ = (ObjectSeed {
+        fields,
+        depth: 0,
+        max_depth,
+        found: &mut found,
+    })
+    .deserialize(&mut de);
     found
 }
 
@@ -231,7 +247,12 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let ObjectSeed { fields, depth, max_depth, found } = self;
+        let ObjectSeed {
+            fields,
+            depth,
+            max_depth,
+            found,
+        } = self;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             if found.is_some() {
                 map.next_value::<IgnoredAny>()?;
@@ -239,7 +260,12 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
             }
             let wanted = fields.iter().any(|f| f == key.as_ref());
             map.next_value_seed(ValueSeed {
-                inner: ObjectSeed { fields, depth: depth + 1, max_depth, found: &mut *found },
+                inner: ObjectSeed {
+                    fields,
+                    depth: depth + 1,
+                    max_depth,
+                    found: &mut *found,
+                },
                 wanted,
             })?;
         }
@@ -316,12 +342,32 @@ pub fn keyword_level(line: &str) -> &'static str {
         (b"info", "info"),
     ];
     let b = line.as_bytes();
-    let left_ok = |i: usize| i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\n' | b'[' | b'(' | b'{' | b'"' | b'\'' | b'=' | b'|');
+    let left_ok = |i: usize| {
+        i == 0
+            || matches!(
+                b[i - 1],
+                b' ' | b'\t' | b'\n' | b'[' | b'(' | b'{' | b'"' | b'\'' | b'=' | b'|'
+            )
+    };
     let right_ok = |j: usize| {
         j >= b.len()
             || matches!(
                 b[j],
-                b' ' | b'\t' | b'\n' | b'[' | b']' | b'(' | b')' | b'{' | b'}' | b':' | b',' | b'!' | b'"' | b'\'' | b'=' | b'|'
+                b' ' | b'\t'
+                    | b'\n'
+                    | b'['
+                    | b']'
+                    | b'('
+                    | b')'
+                    | b'{'
+                    | b'}'
+                    | b':'
+                    | b','
+                    | b'!'
+                    | b'"'
+                    | b'\''
+                    | b'='
+                    | b'|'
             )
     };
     for i in 0..b.len() {
@@ -348,17 +394,27 @@ mod tests {
     use crate::labels::parse_labels;
 
     fn fields() -> Vec<String> {
-        super::super::DEFAULT_LEVEL_FIELDS.iter().map(|s| s.to_string()).collect()
+        super::super::DEFAULT_LEVEL_FIELDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     fn detect_line(line: &str) -> &'static str {
         let f = fields();
-        LevelDetector { fields: &f, json_max_depth: 2 }.from_line(line)
+        LevelDetector {
+            fields: &f,
+            json_max_depth: 2,
+        }
+        .from_line(line)
     }
 
     #[test]
     fn service_name_from_first_candidate() {
-        let list: Vec<String> = super::super::DEFAULT_SERVICE_NAME_LABELS.iter().map(|s| s.to_string()).collect();
+        let list: Vec<String> = super::super::DEFAULT_SERVICE_NAME_LABELS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let mut l = parse_labels(r#"{job="j", app="a"}"#).unwrap();
         discover_service_name(&mut l, &list);
         assert_eq!(l.get(SERVICE_NAME), Some("a"));
@@ -376,9 +432,15 @@ mod tests {
     #[test]
     fn json_levels_with_depth_limit() {
         assert_eq!(detect_line(r#"{"msg":"x","level":"WARN"}"#), "warn");
-        assert_eq!(detect_line(r#"{"a":{"severity":"dbg"},"msg":"boom error"}"#), "debug");
+        assert_eq!(
+            detect_line(r#"{"a":{"severity":"dbg"},"msg":"boom error"}"#),
+            "debug"
+        );
         // Depth 3 is beyond the default limit of 2: keyword scan instead.
-        assert_eq!(detect_line(r#"{"a":{"b":{"level":"dbg"}},"m":"info here"}"#), "info");
+        assert_eq!(
+            detect_line(r#"{"a":{"b":{"level":"dbg"}},"m":"info here"}"#),
+            "info"
+        );
         // Non-string level values are not taken.
         assert_eq!(detect_line(r#"{"level":5,"msg":"fatal"}"#), "fatal");
         // An unknown level value falls back to the keyword scan.
@@ -397,7 +459,10 @@ mod tests {
 
     #[test]
     fn keyword_scan_earliest_bounded_word() {
-        assert_eq!(keyword_level("2024 [ERROR] disk full, info follows"), "error");
+        assert_eq!(
+            keyword_level("2024 [ERROR] disk full, info follows"),
+            "error"
+        );
         assert_eq!(keyword_level("INFO: started; later error"), "info");
         assert_eq!(keyword_level("terror and information"), "unknown");
         assert_eq!(keyword_level("misc:error here"), "unknown");
@@ -409,7 +474,10 @@ mod tests {
     #[test]
     fn level_order_labels_metadata_severity_line() {
         let f = fields();
-        let d = LevelDetector { fields: &f, json_max_depth: 2 };
+        let d = LevelDetector {
+            fields: &f,
+            json_max_depth: 2,
+        };
         let l = parse_labels(r#"{level="Warning"}"#).unwrap();
         assert_eq!(d.detect(&l, &[], "error"), "warn");
         let l = Labels::new();
@@ -417,7 +485,17 @@ mod tests {
         assert_eq!(d.detect(&l, &md, "debug"), "error");
         let md = vec![("severity".to_string(), "custom".to_string())];
         assert_eq!(d.detect(&l, &md, "debug"), "custom");
-        for (n, want) in [("0", "unknown"), ("3", "trace"), ("5", "debug"), ("9", "info"), ("16", "warn"), ("17", "error"), ("24", "fatal"), ("25", "unknown"), ("x", "info")] {
+        for (n, want) in [
+            ("0", "unknown"),
+            ("3", "trace"),
+            ("5", "debug"),
+            ("9", "info"),
+            ("16", "warn"),
+            ("17", "error"),
+            ("24", "fatal"),
+            ("25", "unknown"),
+            ("x", "info"),
+        ] {
             let md = vec![(SEVERITY_NUMBER.to_string(), n.to_string())];
             assert_eq!(d.detect(&l, &md, "debug"), want, "severity {n}");
         }
@@ -426,7 +504,10 @@ mod tests {
     #[test]
     fn apply_keeps_and_normalises_existing() {
         let f = fields();
-        let d = LevelDetector { fields: &f, json_max_depth: 2 };
+        let d = LevelDetector {
+            fields: &f,
+            json_max_depth: 2,
+        };
         let mut md = vec![(DETECTED_LEVEL.to_string(), "WRN".to_string())];
         assert!(!d.apply(&Labels::new(), &mut md, "error"));
         assert_eq!(md[0].1, "warn");

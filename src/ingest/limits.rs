@@ -28,7 +28,11 @@ impl RateLimiter {
     /// Rates in MiB (Loki's `MB` is 2^20 bytes).
     pub fn new(rate_mb: f64, burst_mb: f64) -> Self {
         const MIB: f64 = (1u64 << 20) as f64;
-        RateLimiter { rate: rate_mb * MIB, burst: burst_mb * MIB, buckets: Mutex::new(HashMap::new()) }
+        RateLimiter {
+            rate: rate_mb * MIB,
+            burst: burst_mb * MIB,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The limit as Loki prints it: whole bytes per second.
@@ -44,7 +48,10 @@ impl RateLimiter {
         let mut m = self.buckets.lock();
         let b = match m.get_mut(tenant) {
             Some(b) => b,
-            None => m.entry(tenant.to_string()).or_insert(Bucket { tokens: self.burst, last: now }),
+            None => m.entry(tenant.to_string()).or_insert(Bucket {
+                tokens: self.burst,
+                last: now,
+            }),
         };
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
         b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
@@ -143,11 +150,16 @@ mod tests {
     fn stream_limit_admits_known_and_up_to_limit() {
         let mk = |v: &str| PushStream {
             labels: Labels::from_pairs([("s", v)]),
-            entries: vec![PushEntry { ts: 1, line: "x".into(), metadata: vec![] }],
+            entries: vec![PushEntry {
+                ts: 1,
+                line: "x".into(),
+                metadata: vec![],
+            }],
         };
         let known: HashSet<u64> = [mk("old").labels.stable_hash()].into_iter().collect();
         // 2 active, limit 3: "old" is known, "a" fits, "a" again is the same, "b" refused.
-        let (keep, refused) = apply_stream_limit(vec![mk("old"), mk("a"), mk("a"), mk("b")], &known, 2, 3);
+        let (keep, refused) =
+            apply_stream_limit(vec![mk("old"), mk("a"), mk("a"), mk("b")], &known, 2, 3);
         let names: Vec<&str> = keep.iter().map(|s| s.labels.get("s").unwrap()).collect();
         assert_eq!(names, vec!["old", "a", "a"]);
         assert_eq!(refused.len(), 1);

@@ -45,7 +45,10 @@ pub struct PushError {
 
 impl PushError {
     pub fn new(status: u16, message: impl Into<String>) -> Self {
-        PushError { status, message: message.into() }
+        PushError {
+            status,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, message)
@@ -125,7 +128,9 @@ pub struct IngestLimits {
 /// Durations in the config as whole seconds.
 mod secs {
     use serde::Deserialize;
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<std::time::Duration, D::Error> {
         Ok(std::time::Duration::from_secs(u64::deserialize(d)?))
     }
 }
@@ -187,7 +192,10 @@ impl Default for IngestLimits {
             allow_structured_metadata: true,
             max_structured_metadata_size: 64 * 1024,
             max_structured_metadata_entries_count: 128,
-            discover_service_name: DEFAULT_SERVICE_NAME_LABELS.iter().map(|s| s.to_string()).collect(),
+            discover_service_name: DEFAULT_SERVICE_NAME_LABELS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             discover_log_levels: true,
             log_level_fields: DEFAULT_LEVEL_FIELDS.iter().map(|s| s.to_string()).collect(),
             log_level_from_json_max_depth: 2,
@@ -248,14 +256,24 @@ impl IngestMetrics {
 
     /// Every discarded counter: `(tenant, reason, lines, bytes)`, sorted.
     pub fn discarded_snapshot(&self) -> Vec<(String, &'static str, LinesBytes)> {
-        let mut v: Vec<_> = self.discarded.lock().iter().map(|((t, r), c)| (t.clone(), *r, *c)).collect();
+        let mut v: Vec<_> = self
+            .discarded
+            .lock()
+            .iter()
+            .map(|((t, r), c)| (t.clone(), *r, *c))
+            .collect();
         v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         v
     }
 
     /// Lines and bytes received per tenant, sorted by tenant.
     pub fn received_snapshot(&self) -> Vec<(String, LinesBytes)> {
-        let mut v: Vec<_> = self.received_by_tenant.lock().iter().map(|(t, c)| (t.clone(), *c)).collect();
+        let mut v: Vec<_> = self
+            .received_by_tenant
+            .lock()
+            .iter()
+            .map(|(t, c)| (t.clone(), *c))
+            .collect();
         v.sort();
         v
     }
@@ -369,12 +387,26 @@ impl Ingester {
     /// OTLP export (HTTP and gRPC share this). Blocking. Rejected records are
     /// counted in the summary; `Err` only when nothing could be considered
     /// (rate limit, storage failure).
-    pub fn push_otlp(&self, tenant: &str, req: ExportLogsServiceRequest) -> Result<OtlpSummary, PushError> {
-        let mut raw = otlp::map_request(req, &self.otlp, &self.limits.discover_service_name, now_ns());
+    pub fn push_otlp(
+        &self,
+        tenant: &str,
+        req: ExportLogsServiceRequest,
+    ) -> Result<OtlpSummary, PushError> {
+        let mut raw = otlp::map_request(
+            req,
+            &self.otlp,
+            &self.limits.discover_service_name,
+            now_ns(),
+        );
         if raw.streams.is_empty() {
-            return Ok(OtlpSummary { accepted: 0, rejected: raw.rejected, message: raw.errors.join("\n") });
+            return Ok(OtlpSummary {
+                accepted: 0,
+                rejected: raw.rejected,
+                message: raw.errors.join("\n"),
+            });
         }
-        let prepared = validate::prepare_raw_streams(std::mem::take(&mut raw.streams), &self.limits, now_ns());
+        let prepared =
+            validate::prepare_raw_streams(std::mem::take(&mut raw.streams), &self.limits, now_ns());
         let mut errors = raw.errors;
         let mut rejected = raw.rejected + prepared.rejected_lines();
         errors.extend(prepared.errors.iter().cloned());
@@ -383,7 +415,11 @@ impl Ingester {
         if let Some(e) = stored.limit_error {
             errors.push(e.message);
         }
-        Ok(OtlpSummary { accepted: stored.summary.accepted + stored.summary.duplicates, rejected, message: errors.join("\n") })
+        Ok(OtlpSummary {
+            accepted: stored.summary.accepted + stored.summary.duplicates,
+            rejected,
+            message: errors.join("\n"),
+        })
     }
 
     /// Applies the rate and stream limits to validated streams and appends
@@ -392,16 +428,28 @@ impl Ingester {
         self.metrics.add_received(tenant, p.received);
         self.metrics.add_discarded(tenant, &p.discarded);
         if p.truncated > 0 {
-            self.metrics.lines_truncated.fetch_add(p.truncated as u64, Ordering::Relaxed);
+            self.metrics
+                .lines_truncated
+                .fetch_add(p.truncated as u64, Ordering::Relaxed);
         }
         if p.streams.is_empty() {
-            return Ok(Stored { summary: PushSummary::default(), limit_error: None, refused_lines: 0 });
+            return Ok(Stored {
+                summary: PushSummary::default(),
+                limit_error: None,
+                refused_lines: 0,
+            });
         }
         let (lines, bytes) = totals(&p.streams);
         if !self.rate.allow(tenant, bytes, std::time::Instant::now()) {
             self.metrics.add_discarded(
                 tenant,
-                &[(reason::RATE_LIMITED, LinesBytes { lines: lines as u64, bytes: bytes as u64 })],
+                &[(
+                    reason::RATE_LIMITED,
+                    LinesBytes {
+                        lines: lines as u64,
+                        bytes: bytes as u64,
+                    },
+                )],
             );
             return Err(PushError::new(
                 429,
@@ -422,20 +470,32 @@ impl Ingester {
                 self.limits.max_global_streams_per_user,
             );
             if let Some(first) = refused.first() {
-                limit_error = Some(PushError::new(429, limits::stream_limit_message(&first.labels, tenant)));
+                limit_error = Some(PushError::new(
+                    429,
+                    limits::stream_limit_message(&first.labels, tenant),
+                ));
                 let mut c = LinesBytes::default();
                 for s in &refused {
                     c.lines += s.entries.len() as u64;
                     c.bytes += s.entries.iter().map(validate::entry_size).sum::<usize>() as u64;
                 }
                 refused_lines = c.lines as usize;
-                self.metrics.add_discarded(tenant, &[(reason::STREAM_LIMIT, c)]);
+                self.metrics
+                    .add_discarded(tenant, &[(reason::STREAM_LIMIT, c)]);
             }
-            new_hashes = keep.iter().map(|s| s.labels.stable_hash()).filter(|h| !set.contains(h)).collect();
+            new_hashes = keep
+                .iter()
+                .map(|s| s.labels.stable_hash())
+                .filter(|h| !set.contains(h))
+                .collect();
             p.streams = keep;
         }
         if p.streams.is_empty() {
-            return Ok(Stored { summary: PushSummary::default(), limit_error, refused_lines });
+            return Ok(Stored {
+                summary: PushSummary::default(),
+                limit_error,
+                refused_lines,
+            });
         }
         let (lines, bytes) = totals(&p.streams);
         let outcome = self
@@ -443,10 +503,18 @@ impl Ingester {
             .append(tenant, p.streams)
             .map_err(|e| PushError::new(500, format!("failed to store entries: {e}")))?;
         if !new_hashes.is_empty() {
-            self.known_streams.lock().entry(tenant.to_string()).or_default().extend(new_hashes);
+            self.known_streams
+                .lock()
+                .entry(tenant.to_string())
+                .or_default()
+                .extend(new_hashes);
         }
-        self.metrics.lines_accepted.fetch_add(lines as u64, Ordering::Relaxed);
-        self.metrics.bytes_accepted.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.metrics
+            .lines_accepted
+            .fetch_add(lines as u64, Ordering::Relaxed);
+        self.metrics
+            .bytes_accepted
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         Ok(Stored {
             summary: PushSummary {
                 accepted: outcome.accepted,
@@ -500,16 +568,37 @@ mod tests {
     #[test]
     fn zero_streams_is_422() {
         let (_d, ing) = ingester(IngestLimits::default());
-        let e = ing.push("t", Some("application/json"), None, br#"{"streams":[]}"#).unwrap_err();
-        assert_eq!(e, PushError::new(422, "error at least one valid stream is required for ingestion"));
+        let e = ing
+            .push("t", Some("application/json"), None, br#"{"streams":[]}"#)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            PushError::new(
+                422,
+                "error at least one valid stream is required for ingestion"
+            )
+        );
     }
 
     #[test]
     fn partial_accept_is_400_with_every_message_and_metrics() {
-        let (_d, ing) = ingester(IngestLimits { max_line_size: 5, discover_log_levels: false, ..IngestLimits::default() });
+        let (_d, ing) = ingester(IngestLimits {
+            max_line_size: 5,
+            discover_log_levels: false,
+            ..IngestLimits::default()
+        });
         let now = now_ns();
-        let body = json_body(now, &[(r#"{"app":"a"}"#, "ok"), (r#"{"app":"b"}"#, "too long"), (r#"{"app":"c"}"#, "longer!")]);
-        let e = ing.push("t", Some("application/json"), None, &body).unwrap_err();
+        let body = json_body(
+            now,
+            &[
+                (r#"{"app":"a"}"#, "ok"),
+                (r#"{"app":"b"}"#, "too long"),
+                (r#"{"app":"c"}"#, "longer!"),
+            ],
+        );
+        let e = ing
+            .push("t", Some("application/json"), None, &body)
+            .unwrap_err();
         assert_eq!(e.status, 400);
         assert_eq!(
             e.message,
@@ -520,7 +609,13 @@ mod tests {
         assert_eq!(m.lines_received.load(Ordering::Relaxed), 3);
         assert_eq!(m.bytes_received.load(Ordering::Relaxed), 2 + 8 + 7);
         assert_eq!(m.lines_accepted.load(Ordering::Relaxed), 1);
-        assert_eq!(m.discarded("t", reason::LINE_TOO_LONG), LinesBytes { lines: 2, bytes: 15 });
+        assert_eq!(
+            m.discarded("t", reason::LINE_TOO_LONG),
+            LinesBytes {
+                lines: 2,
+                bytes: 15
+            }
+        );
     }
 
     #[test]
@@ -534,30 +629,72 @@ mod tests {
             ..IngestLimits::default()
         });
         let now = now_ns();
-        ing.push("t", Some("application/json"), None, &json_body(now, &[(r#"{"a":"1"}"#, "12345678")])).unwrap();
+        ing.push(
+            "t",
+            Some("application/json"),
+            None,
+            &json_body(now, &[(r#"{"a":"1"}"#, "12345678")]),
+        )
+        .unwrap();
         let e = ing
-            .push("t", Some("application/json"), None, &json_body(now, &[(r#"{"a":"1"}"#, "1234"), (r#"{"a":"2"}"#, "1")]))
+            .push(
+                "t",
+                Some("application/json"),
+                None,
+                &json_body(now, &[(r#"{"a":"1"}"#, "1234"), (r#"{"a":"2"}"#, "1")]),
+            )
             .unwrap_err();
         assert_eq!(e.status, 429);
         assert_eq!(
             e.message,
             "ingestion rate limit exceeded for user t (limit: 10 bytes/sec) while attempting to ingest '2' lines totaling '5' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased"
         );
-        assert_eq!(ing.metrics().discarded("t", reason::RATE_LIMITED), LinesBytes { lines: 2, bytes: 5 });
+        assert_eq!(
+            ing.metrics().discarded("t", reason::RATE_LIMITED),
+            LinesBytes { lines: 2, bytes: 5 }
+        );
         // Another tenant is unaffected.
-        ing.push("u", Some("application/json"), None, &json_body(now, &[(r#"{"a":"1"}"#, "1234")])).unwrap();
+        ing.push(
+            "u",
+            Some("application/json"),
+            None,
+            &json_body(now, &[(r#"{"a":"1"}"#, "1234")]),
+        )
+        .unwrap();
     }
 
     #[test]
     fn stream_limit_is_429_but_known_streams_pass() {
-        let (_d, ing) = ingester(IngestLimits { max_global_streams_per_user: 1, discover_log_levels: false, ..IngestLimits::default() });
+        let (_d, ing) = ingester(IngestLimits {
+            max_global_streams_per_user: 1,
+            discover_log_levels: false,
+            ..IngestLimits::default()
+        });
         let now = now_ns();
-        ing.push("t", Some("application/json"), None, &json_body(now, &[(r#"{"a":"1"}"#, "x")])).unwrap();
+        ing.push(
+            "t",
+            Some("application/json"),
+            None,
+            &json_body(now, &[(r#"{"a":"1"}"#, "x")]),
+        )
+        .unwrap();
         // The stub store reports 0 active streams; the ingester's own record of
         // `{a="1"}` lets it through while `{a="2"}` is refused once active
         // streams reach the limit.
         let e = ing
-            .push("t", Some("application/json"), None, &json_body(now, &[(r#"{"a":"1"}"#, "y"), (r#"{"a":"2"}"#, "z"), (r#"{"a":"3"}"#, "w")]))
+            .push(
+                "t",
+                Some("application/json"),
+                None,
+                &json_body(
+                    now,
+                    &[
+                        (r#"{"a":"1"}"#, "y"),
+                        (r#"{"a":"2"}"#, "z"),
+                        (r#"{"a":"3"}"#, "w"),
+                    ],
+                ),
+            )
             .unwrap_err();
         assert_eq!(e.status, 429);
         assert!(e.message.starts_with("maximum active stream limit exceeded when trying to create stream {a=\"3\", service_name=\"unknown_service\"}"), "{}", e.message);
@@ -572,7 +709,10 @@ mod tests {
             streams: vec![crate::proto::logproto::StreamAdapter {
                 labels: r#"{job="j"}"#.into(),
                 entries: vec![crate::proto::logproto::EntryAdapter {
-                    timestamp: Some(prost_types::Timestamp { seconds: now / 1_000_000_000, nanos: 0 }),
+                    timestamp: Some(prost_types::Timestamp {
+                        seconds: now / 1_000_000_000,
+                        nanos: 0,
+                    }),
                     line: "hello".into(),
                     structured_metadata: vec![],
                     parsed: vec![],
@@ -580,7 +720,9 @@ mod tests {
                 hash: 0,
             }],
         };
-        let body = snap::raw::Encoder::new().compress_vec(&prost::Message::encode_to_vec(&req)).unwrap();
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&prost::Message::encode_to_vec(&req))
+            .unwrap();
         ing.push("t", None, None, &body).unwrap();
         assert_eq!(ing.metrics().lines_accepted.load(Ordering::Relaxed), 1);
 
@@ -588,7 +730,9 @@ mod tests {
         use crate::proto::otlp::logs::{LogRecord, ResourceLogs, ScopeLogs};
         let rec = |ts: u64, body: &str| LogRecord {
             time_unix_nano: ts,
-            body: Some(AnyValue { value: Some(Value::StringValue(body.into())) }),
+            body: Some(AnyValue {
+                value: Some(Value::StringValue(body.into())),
+            }),
             severity_number: 17,
             ..Default::default()
         };
@@ -596,7 +740,11 @@ mod tests {
         let req = ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {
                 resource: None,
-                scope_logs: vec![ScopeLogs { scope: None, log_records: vec![rec(now as u64, "a"), rec(future, "b")], schema_url: String::new() }],
+                scope_logs: vec![ScopeLogs {
+                    scope: None,
+                    log_records: vec![rec(now as u64, "a"), rec(future, "b")],
+                    schema_url: String::new(),
+                }],
                 schema_url: String::new(),
             }],
         };

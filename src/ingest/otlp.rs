@@ -19,7 +19,9 @@ use super::validate::normalize_label_name;
 use super::PushError;
 use crate::labels::Labels;
 use crate::proto::otlp::collector::ExportLogsServiceRequest;
-use crate::proto::otlp::common::{any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList};
+use crate::proto::otlp::common::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
 use crate::proto::otlp::logs::{LogRecord, ResourceLogs, ScopeLogs};
 use crate::proto::otlp::resource::Resource;
 use crate::storage::PushEntry;
@@ -69,7 +71,8 @@ fn default_action() -> Action {
 
 impl AttributesConfig {
     fn matches(&self, name: &str) -> bool {
-        self.regex.as_ref().is_some_and(|r| r.0.is_match(name)) || self.attributes.iter().any(|a| a == name)
+        self.regex.as_ref().is_some_and(|r| r.0.is_match(name))
+            || self.attributes.iter().any(|a| a == name)
     }
 }
 
@@ -140,11 +143,15 @@ impl OtlpConfig {
     /// unless `ignore_defaults`; unmatched attributes are structured metadata.
     pub fn action_for_resource(&self, name: &str) -> Action {
         if !self.resource_attributes.ignore_defaults
-            && self.default_resource_attributes_as_index_labels.iter().any(|a| a == name)
+            && self
+                .default_resource_attributes_as_index_labels
+                .iter()
+                .any(|a| a == name)
         {
             return Action::IndexLabel;
         }
-        first_match(&self.resource_attributes.attributes_config, name).unwrap_or(Action::StructuredMetadata)
+        first_match(&self.resource_attributes.attributes_config, name)
+            .unwrap_or(Action::StructuredMetadata)
     }
     pub fn action_for_scope(&self, name: &str) -> Action {
         first_match(&self.scope_attributes, name).unwrap_or(Action::StructuredMetadata)
@@ -222,7 +229,9 @@ type JResult<T> = Result<T, String>;
 
 fn field<'a>(o: &'a Json, camel: &str, snake: &str) -> Option<&'a Json> {
     let m = o.as_object()?;
-    m.get(camel).or_else(|| m.get(snake)).filter(|v| !v.is_null())
+    m.get(camel)
+        .or_else(|| m.get(snake))
+        .filter(|v| !v.is_null())
 }
 
 fn arr<'a>(o: &'a Json, camel: &str, snake: &str) -> JResult<&'a [Json]> {
@@ -249,7 +258,10 @@ fn int_of(v: &Json, name: &str) -> JResult<i128> {
             .map(i128::from)
             .or_else(|| n.as_u64().map(i128::from))
             .ok_or_else(|| format!("{name}: not an integer: {n}")),
-        Json::String(s) => s.trim().parse::<i128>().map_err(|_| format!("{name}: not an integer: {s:?}")),
+        Json::String(s) => s
+            .trim()
+            .parse::<i128>()
+            .map_err(|_| format!("{name}: not an integer: {s:?}")),
         _ => Err(format!("{name}: expected an integer")),
     }
 }
@@ -282,7 +294,8 @@ fn severity_number(o: &Json) -> JResult<i32> {
             return Ok(n);
         }
     }
-    i32::try_from(int_of(v, "severityNumber")?).map_err(|_| "severityNumber: out of range".to_string())
+    i32::try_from(int_of(v, "severityNumber")?)
+        .map_err(|_| "severityNumber: out of range".to_string())
 }
 
 /// `SEVERITY_NUMBER_WARN3` → 15.
@@ -314,7 +327,11 @@ fn json_request(v: &Json) -> JResult<ExportLogsServiceRequest> {
             None => None,
             Some(r) => Some(Resource {
                 attributes: json_kvs(arr(r, "attributes", "attributes")?)?,
-                dropped_attributes_count: u32_field(r, "droppedAttributesCount", "dropped_attributes_count")?,
+                dropped_attributes_count: u32_field(
+                    r,
+                    "droppedAttributesCount",
+                    "dropped_attributes_count",
+                )?,
                 ..Default::default()
             }),
         };
@@ -326,28 +343,48 @@ fn json_request(v: &Json) -> JResult<ExportLogsServiceRequest> {
                     name: string(s, "name", "name")?,
                     version: string(s, "version", "version")?,
                     attributes: json_kvs(arr(s, "attributes", "attributes")?)?,
-                    dropped_attributes_count: u32_field(s, "droppedAttributesCount", "dropped_attributes_count")?,
+                    dropped_attributes_count: u32_field(
+                        s,
+                        "droppedAttributesCount",
+                        "dropped_attributes_count",
+                    )?,
                 }),
             };
             let mut log_records = Vec::new();
             for lr in arr(sl, "logRecords", "log_records")? {
                 log_records.push(LogRecord {
                     time_unix_nano: u64_field(lr, "timeUnixNano", "time_unix_nano")?,
-                    observed_time_unix_nano: u64_field(lr, "observedTimeUnixNano", "observed_time_unix_nano")?,
+                    observed_time_unix_nano: u64_field(
+                        lr,
+                        "observedTimeUnixNano",
+                        "observed_time_unix_nano",
+                    )?,
                     severity_number: severity_number(lr)?,
                     severity_text: string(lr, "severityText", "severity_text")?,
                     body: field(lr, "body", "body").map(json_any).transpose()?,
                     attributes: json_kvs(arr(lr, "attributes", "attributes")?)?,
-                    dropped_attributes_count: u32_field(lr, "droppedAttributesCount", "dropped_attributes_count")?,
+                    dropped_attributes_count: u32_field(
+                        lr,
+                        "droppedAttributesCount",
+                        "dropped_attributes_count",
+                    )?,
                     flags: u32_field(lr, "flags", "flags")?,
                     trace_id: hex_field(lr, "traceId", "trace_id")?,
                     span_id: hex_field(lr, "spanId", "span_id")?,
                     event_name: string(lr, "eventName", "event_name")?,
                 });
             }
-            scope_logs.push(ScopeLogs { scope, log_records, schema_url: string(sl, "schemaUrl", "schema_url")? });
+            scope_logs.push(ScopeLogs {
+                scope,
+                log_records,
+                schema_url: string(sl, "schemaUrl", "schema_url")?,
+            });
         }
-        req.resource_logs.push(ResourceLogs { resource, scope_logs, schema_url: string(rl, "schemaUrl", "schema_url")? });
+        req.resource_logs.push(ResourceLogs {
+            resource,
+            scope_logs,
+            schema_url: string(rl, "schemaUrl", "schema_url")?,
+        });
     }
     Ok(req)
 }
@@ -371,9 +408,15 @@ fn json_any(v: &Json) -> JResult<AnyValue> {
         return Err("AnyValue: expected an object".into());
     };
     let value = if let Some(s) = field(v, "stringValue", "string_value") {
-        Some(V::StringValue(s.as_str().ok_or("stringValue: expected a string")?.to_string()))
+        Some(V::StringValue(
+            s.as_str()
+                .ok_or("stringValue: expected a string")?
+                .to_string(),
+        ))
     } else if let Some(i) = field(v, "intValue", "int_value") {
-        Some(V::IntValue(i64::try_from(int_of(i, "intValue")?).map_err(|_| "intValue: out of range")?))
+        Some(V::IntValue(
+            i64::try_from(int_of(i, "intValue")?).map_err(|_| "intValue: out of range")?,
+        ))
     } else if let Some(d) = field(v, "doubleValue", "double_value") {
         let f = match d {
             Json::Number(n) => n.as_f64().ok_or("doubleValue: not a number")?,
@@ -381,18 +424,27 @@ fn json_any(v: &Json) -> JResult<AnyValue> {
                 "NaN" => f64::NAN,
                 "Infinity" => f64::INFINITY,
                 "-Infinity" => f64::NEG_INFINITY,
-                s => s.parse().map_err(|_| format!("doubleValue: not a number: {s:?}"))?,
+                s => s
+                    .parse()
+                    .map_err(|_| format!("doubleValue: not a number: {s:?}"))?,
             },
             _ => return Err("doubleValue: expected a number".into()),
         };
         Some(V::DoubleValue(f))
     } else if let Some(b) = field(v, "boolValue", "bool_value") {
-        Some(V::BoolValue(b.as_bool().ok_or("boolValue: expected a boolean")?))
+        Some(V::BoolValue(
+            b.as_bool().ok_or("boolValue: expected a boolean")?,
+        ))
     } else if let Some(a) = field(v, "arrayValue", "array_value") {
-        let values = arr(a, "values", "values")?.iter().map(json_any).collect::<JResult<Vec<_>>>()?;
+        let values = arr(a, "values", "values")?
+            .iter()
+            .map(json_any)
+            .collect::<JResult<Vec<_>>>()?;
         Some(V::ArrayValue(ArrayValue { values }))
     } else if let Some(k) = field(v, "kvlistValue", "kvlist_value") {
-        Some(V::KvlistValue(KeyValueList { values: json_kvs(arr(k, "values", "values")?)? }))
+        Some(V::KvlistValue(KeyValueList {
+            values: json_kvs(arr(k, "values", "values")?)?,
+        }))
     } else if let Some(b) = field(v, "bytesValue", "bytes_value") {
         let s = b.as_str().ok_or("bytesValue: expected a base64 string")?;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -435,7 +487,10 @@ fn format_double(f: f64) -> String {
         return "json: unsupported value: NaN".into();
     }
     if f.is_infinite() {
-        return format!("json: unsupported value: {}", if f > 0.0 { "+Inf" } else { "-Inf" });
+        return format!(
+            "json: unsupported value: {}",
+            if f > 0.0 { "+Inf" } else { "-Inf" }
+        );
     }
     let a = f.abs();
     if a != 0.0 && !(1e-6..1e21).contains(&a) {
@@ -473,7 +528,9 @@ fn write_json(out: &mut String, v: Option<&AnyValue>) {
         Some(V::DoubleValue(f)) if f.is_finite() => out.push_str(&format_double(*f)),
         Some(V::DoubleValue(_)) => out.push_str("null"),
         Some(V::BoolValue(b)) => out.push_str(if *b { "true" } else { "false" }),
-        Some(V::BytesValue(b)) => write_json_str(out, &base64::engine::general_purpose::STANDARD.encode(b)),
+        Some(V::BytesValue(b)) => {
+            write_json_str(out, &base64::engine::general_purpose::STANDARD.encode(b))
+        }
         Some(V::ArrayValue(a)) => {
             out.push('[');
             for (i, x) in a.values.iter().enumerate() {
@@ -507,7 +564,12 @@ fn write_json(out: &mut String, v: Option<&AnyValue>) {
 /// Loki's `AttributeToLabels`: a normalised name (prefixed by the parent's
 /// for flattened maps) and `AsString` value; maps recurse. Names that do not
 /// normalise are skipped.
-fn attribute_to_labels(key: &str, v: Option<&AnyValue>, prefix: &str, out: &mut Vec<(String, String)>) {
+fn attribute_to_labels(
+    key: &str,
+    v: Option<&AnyValue>,
+    prefix: &str,
+    out: &mut Vec<(String, String)>,
+) {
     let joined;
     let full = if prefix.is_empty() {
         key
@@ -546,14 +608,22 @@ fn labels_text(m: &BTreeMap<String, String>) -> String {
 }
 
 /// Maps an export request onto streams (Loki's `otlpToLokiPushRequest`).
-pub fn map_request(req: ExportLogsServiceRequest, cfg: &OtlpConfig, discover_service_name: &[String], now_ns: i64) -> MappedOtlp {
+pub fn map_request(
+    req: ExportLogsServiceRequest,
+    cfg: &OtlpConfig,
+    discover_service_name: &[String],
+    now_ns: i64,
+) -> MappedOtlp {
     let mut out = MappedOtlp::default();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut stream_for = |out: &mut MappedOtlp, labels: String| -> usize {
         if let Some(i) = index.get(&labels) {
             return *i;
         }
-        out.streams.push(RawStream { labels: labels.clone(), entries: Vec::new() });
+        out.streams.push(RawStream {
+            labels: labels.clone(),
+            entries: Vec::new(),
+        });
         index.insert(labels, out.streams.len() - 1);
         out.streams.len() - 1
     };
@@ -581,7 +651,10 @@ pub fn map_request(req: ExportLogsServiceRequest, cfg: &OtlpConfig, discover_ser
             let found = discover_service_name
                 .iter()
                 .find_map(|n| stream_labels.get(n).filter(|v| !v.is_empty()).cloned());
-            stream_labels.insert(SERVICE_NAME.to_string(), found.unwrap_or_else(|| UNKNOWN_SERVICE.to_string()));
+            stream_labels.insert(
+                SERVICE_NAME.to_string(),
+                found.unwrap_or_else(|| UNKNOWN_SERVICE.to_string()),
+            );
         }
         let resource_text = labels_text(&stream_labels);
 
@@ -599,7 +672,9 @@ pub fn map_request(req: ExportLogsServiceRequest, cfg: &OtlpConfig, discover_ser
                     now_ns
                 };
                 let line = match lr.body {
-                    Some(AnyValue { value: Some(any_value::Value::StringValue(s)) }) => s,
+                    Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(s)),
+                    }) => s,
                     other => any_as_string(other.as_ref()),
                 };
                 let i = if log_labels.is_empty() {
@@ -609,7 +684,11 @@ pub fn map_request(req: ExportLogsServiceRequest, cfg: &OtlpConfig, discover_ser
                     combined.extend(log_labels);
                     stream_for(&mut out, labels_text(&combined))
                 };
-                out.streams[i].entries.push(PushEntry { ts, line, metadata: md });
+                out.streams[i].entries.push(PushEntry {
+                    ts,
+                    line,
+                    metadata: md,
+                });
             }
         }
     }
@@ -634,14 +713,20 @@ fn scope_metadata(scope: Option<&InstrumentationScope>, cfg: &OtlpConfig) -> Vec
         md.push(("scope_version".into(), scope.version.clone()));
     }
     if scope.dropped_attributes_count != 0 {
-        md.push(("scope_dropped_attributes_count".into(), scope.dropped_attributes_count.to_string()));
+        md.push((
+            "scope_dropped_attributes_count".into(),
+            scope.dropped_attributes_count.to_string(),
+        ));
     }
     md
 }
 
 /// Index labels and structured metadata of one record (Loki's
 /// `LogAttrsToLabels`).
-fn log_record_metadata(lr: &LogRecord, cfg: &OtlpConfig) -> (BTreeMap<String, String>, Vec<(String, String)>) {
+fn log_record_metadata(
+    lr: &LogRecord,
+    cfg: &OtlpConfig,
+) -> (BTreeMap<String, String>, Vec<(String, String)>) {
     let mut labels = BTreeMap::new();
     let mut md = Vec::with_capacity(lr.attributes.len() + 8);
     for kv in &lr.attributes {
@@ -657,7 +742,10 @@ fn log_record_metadata(lr: &LogRecord, cfg: &OtlpConfig) -> (BTreeMap<String, St
         }
     }
     if lr.time_unix_nano != 0 && lr.observed_time_unix_nano != 0 {
-        md.push(("observed_timestamp".into(), lr.observed_time_unix_nano.to_string()));
+        md.push((
+            "observed_timestamp".into(),
+            lr.observed_time_unix_nano.to_string(),
+        ));
     }
     if lr.severity_number != 0 {
         md.push(("severity_number".into(), lr.severity_number.to_string()));
@@ -669,7 +757,10 @@ fn log_record_metadata(lr: &LogRecord, cfg: &OtlpConfig) -> (BTreeMap<String, St
         md.push(("severity_text".into(), lr.severity_text.clone()));
     }
     if lr.dropped_attributes_count != 0 {
-        md.push(("dropped_attributes_count".into(), lr.dropped_attributes_count.to_string()));
+        md.push((
+            "dropped_attributes_count".into(),
+            lr.dropped_attributes_count.to_string(),
+        ));
     }
     if lr.flags != 0 {
         md.push(("flags".into(), lr.flags.to_string()));
@@ -691,7 +782,11 @@ mod tests {
     use super::*;
 
     fn kv(k: &str, v: any_value::Value) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
     }
     fn s(v: &str) -> any_value::Value {
         any_value::Value::StringValue(v.into())
@@ -723,21 +818,37 @@ mod tests {
 
     #[test]
     fn json_decode_and_mapping() {
-        let req = decode_otlp_http(Some("application/json; charset=utf-8"), None, JSON.as_bytes(), 1 << 20).unwrap();
+        let req = decode_otlp_http(
+            Some("application/json; charset=utf-8"),
+            None,
+            JSON.as_bytes(),
+            1 << 20,
+        )
+        .unwrap();
         let lr = &req.resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(lr.time_unix_nano, 1_700_000_000_000_000_001);
         assert_eq!(lr.observed_time_unix_nano, 1_700_000_000_000_000_002);
         assert_eq!(lr.severity_number, 14);
         assert_eq!(lr.trace_id.len(), 16);
-        assert_eq!(lr.span_id, vec![0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x74]);
+        assert_eq!(
+            lr.span_id,
+            vec![0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x74]
+        );
 
         let m = map_request(req, &OtlpConfig::default(), &[], 0);
         assert_eq!(m.streams.len(), 1);
-        assert_eq!(m.streams[0].labels, r#"{k8s_pod_name="pod-1", service_name="checkout"}"#);
+        assert_eq!(
+            m.streams[0].labels,
+            r#"{k8s_pod_name="pod-1", service_name="checkout"}"#
+        );
         let e = &m.streams[0].entries[0];
         assert_eq!(e.ts, 1_700_000_000_000_000_001);
         assert_eq!(e.line, r#"{"msg":"a\u003cb","n":7}"#);
-        let md: Vec<(&str, &str)> = e.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let md: Vec<(&str, &str)> = e
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         assert_eq!(
             md,
             vec![
@@ -767,18 +878,26 @@ mod tests {
         let lr = &req.resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!((lr.time_unix_nano, lr.severity_number), (5, 9));
         assert_eq!(any_as_string(lr.body.as_ref()), "x");
-        assert!(decode_otlp_json(br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"traceId":"zz"}]}]}]}"#).is_err());
+        assert!(decode_otlp_json(
+            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"traceId":"zz"}]}]}]}"#
+        )
+        .is_err());
     }
 
     #[test]
     fn protobuf_decode_gzip_and_bad_type() {
         let req = ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {
-                resource: Some(Resource { attributes: vec![kv("service.name", s("svc"))], ..Default::default() }),
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", s("svc"))],
+                    ..Default::default()
+                }),
                 scope_logs: vec![ScopeLogs {
                     scope: None,
                     log_records: vec![LogRecord {
-                        body: Some(AnyValue { value: Some(s("hello")) }),
+                        body: Some(AnyValue {
+                            value: Some(s("hello")),
+                        }),
                         time_unix_nano: 10,
                         ..Default::default()
                     }],
@@ -788,15 +907,27 @@ mod tests {
             }],
         };
         let pb = prost::Message::encode_to_vec(&req);
-        assert_eq!(decode_otlp_http(Some("application/x-protobuf"), None, &pb, 1 << 20).unwrap(), req);
+        assert_eq!(
+            decode_otlp_http(Some("application/x-protobuf"), None, &pb, 1 << 20).unwrap(),
+            req
+        );
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, &pb).unwrap();
         let gz = gz.finish().unwrap();
-        assert_eq!(decode_otlp_http(Some("application/x-protobuf"), Some("gzip"), &gz, 1 << 20).unwrap(), req);
+        assert_eq!(
+            decode_otlp_http(Some("application/x-protobuf"), Some("gzip"), &gz, 1 << 20).unwrap(),
+            req
+        );
         let z = zstd::encode_all(pb.as_slice(), 1).unwrap();
-        assert_eq!(decode_otlp_http(Some("application/protobuf"), Some("zstd"), &z, 1 << 20).unwrap(), req);
+        assert_eq!(
+            decode_otlp_http(Some("application/protobuf"), Some("zstd"), &z, 1 << 20).unwrap(),
+            req
+        );
         let e = decode_otlp_http(Some("text/plain"), None, &pb, 1 << 20).unwrap_err();
-        assert_eq!(e, PushError::bad_request("content type: text/plain is not supported"));
+        assert_eq!(
+            e,
+            PushError::bad_request("content type: text/plain is not supported")
+        );
         let e = decode_otlp_http(Some("application/x-protobuf"), Some("gzip"), &gz, 4).unwrap_err();
         assert_eq!(e.status, 413);
     }
@@ -804,8 +935,15 @@ mod tests {
     fn one_record(resource: Vec<KeyValue>, lr: LogRecord) -> ExportLogsServiceRequest {
         ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {
-                resource: Some(Resource { attributes: resource, ..Default::default() }),
-                scope_logs: vec![ScopeLogs { scope: None, log_records: vec![lr], schema_url: String::new() }],
+                resource: Some(Resource {
+                    attributes: resource,
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope: None,
+                    log_records: vec![lr],
+                    schema_url: String::new(),
+                }],
                 schema_url: String::new(),
             }],
         }
@@ -813,17 +951,41 @@ mod tests {
 
     #[test]
     fn service_name_discovery_and_defaults() {
-        let list: Vec<String> = super::super::DEFAULT_SERVICE_NAME_LABELS.iter().map(|s| s.to_string()).collect();
-        let lr = LogRecord { body: Some(AnyValue { value: Some(s("x")) }), ..Default::default() };
+        let list: Vec<String> = super::super::DEFAULT_SERVICE_NAME_LABELS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let lr = LogRecord {
+            body: Some(AnyValue {
+                value: Some(s("x")),
+            }),
+            ..Default::default()
+        };
         // No service.name: from the first discover label among index labels
         // (k8s.container.name → k8s_container_name).
-        let m = map_request(one_record(vec![kv("k8s.container.name", s("c1"))], lr.clone()), &OtlpConfig::default(), &list, 42);
-        assert_eq!(m.streams[0].labels, r#"{k8s_container_name="c1", service_name="c1"}"#);
+        let m = map_request(
+            one_record(vec![kv("k8s.container.name", s("c1"))], lr.clone()),
+            &OtlpConfig::default(),
+            &list,
+            42,
+        );
+        assert_eq!(
+            m.streams[0].labels,
+            r#"{k8s_container_name="c1", service_name="c1"}"#
+        );
         assert_eq!(m.streams[0].entries[0].ts, 42);
-        let m = map_request(one_record(vec![kv("host.name", s("h"))], lr.clone()), &OtlpConfig::default(), &list, 0);
+        let m = map_request(
+            one_record(vec![kv("host.name", s("h"))], lr.clone()),
+            &OtlpConfig::default(),
+            &list,
+            0,
+        );
         assert_eq!(m.streams[0].labels, r#"{service_name="unknown_service"}"#);
         // Timestamp falls back to the observed time.
-        let lr2 = LogRecord { observed_time_unix_nano: 77, ..lr };
+        let lr2 = LogRecord {
+            observed_time_unix_nano: 77,
+            ..lr
+        };
         let m = map_request(one_record(vec![], lr2), &OtlpConfig::default(), &[], 0);
         assert_eq!(m.streams[0].labels, "{}");
         assert_eq!(m.streams[0].entries[0].ts, 77);
@@ -847,31 +1009,91 @@ mod tests {
         assert_eq!(cfg.action_for_resource("host.name"), Action::IndexLabel);
         assert_eq!(cfg.action_for_resource("other"), Action::StructuredMetadata);
         // The regex is anchored.
-        assert_eq!(cfg.action_for_resource("x.k8s.y"), Action::StructuredMetadata);
-        let ignore: OtlpConfig = serde_json::from_str(r#"{"resource_attributes":{"ignore_defaults":true}}"#).unwrap();
-        assert_eq!(ignore.action_for_resource("service.name"), Action::StructuredMetadata);
+        assert_eq!(
+            cfg.action_for_resource("x.k8s.y"),
+            Action::StructuredMetadata
+        );
+        let ignore: OtlpConfig =
+            serde_json::from_str(r#"{"resource_attributes":{"ignore_defaults":true}}"#).unwrap();
+        assert_eq!(
+            ignore.action_for_resource("service.name"),
+            Action::StructuredMetadata
+        );
 
         let lr = LogRecord {
-            body: Some(AnyValue { value: Some(s("x")) }),
+            body: Some(AnyValue {
+                value: Some(s("x")),
+            }),
             severity_text: "INFO".into(),
-            attributes: vec![kv("tenant", s("t1")), kv("secret_key", s("k")), kv("user", s("u"))],
+            attributes: vec![
+                kv("tenant", s("t1")),
+                kv("secret_key", s("k")),
+                kv("user", s("u")),
+            ],
             ..Default::default()
         };
-        let m = map_request(one_record(vec![kv("service.name", s("svc")), kv("host.name", s("h"))], lr), &cfg, &[], 0);
-        assert_eq!(m.streams[0].labels, r#"{host_name="h", service_name="svc", severity_text="INFO", tenant="t1"}"#);
-        let md: Vec<&str> = m.streams[0].entries[0].metadata.iter().map(|(k, _)| k.as_str()).collect();
+        let m = map_request(
+            one_record(
+                vec![kv("service.name", s("svc")), kv("host.name", s("h"))],
+                lr,
+            ),
+            &cfg,
+            &[],
+            0,
+        );
+        assert_eq!(
+            m.streams[0].labels,
+            r#"{host_name="h", service_name="svc", severity_text="INFO", tenant="t1"}"#
+        );
+        let md: Vec<&str> = m.streams[0].entries[0]
+            .metadata
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
         assert_eq!(md, vec!["user", "severity_text"]);
     }
 
     #[test]
     fn bodies_and_values_as_strings() {
         use any_value::Value as V;
-        let arr = AnyValue { value: Some(V::ArrayValue(ArrayValue { values: vec![AnyValue { value: Some(V::DoubleValue(1.0)) }, AnyValue { value: Some(V::BoolValue(false)) }, AnyValue { value: None }] })) };
+        let arr = AnyValue {
+            value: Some(V::ArrayValue(ArrayValue {
+                values: vec![
+                    AnyValue {
+                        value: Some(V::DoubleValue(1.0)),
+                    },
+                    AnyValue {
+                        value: Some(V::BoolValue(false)),
+                    },
+                    AnyValue { value: None },
+                ],
+            })),
+        };
         assert_eq!(any_as_string(Some(&arr)), "[1,false,null]");
-        assert_eq!(any_as_string(Some(&AnyValue { value: Some(V::DoubleValue(2.5e-7)) })), "2.5e-7");
-        assert_eq!(any_as_string(Some(&AnyValue { value: Some(V::DoubleValue(1e21)) })), "1e+21");
-        assert_eq!(any_as_string(Some(&AnyValue { value: Some(V::DoubleValue(123.0)) })), "123");
-        assert_eq!(any_as_string(Some(&AnyValue { value: Some(V::IntValue(-3)) })), "-3");
+        assert_eq!(
+            any_as_string(Some(&AnyValue {
+                value: Some(V::DoubleValue(2.5e-7))
+            })),
+            "2.5e-7"
+        );
+        assert_eq!(
+            any_as_string(Some(&AnyValue {
+                value: Some(V::DoubleValue(1e21))
+            })),
+            "1e+21"
+        );
+        assert_eq!(
+            any_as_string(Some(&AnyValue {
+                value: Some(V::DoubleValue(123.0))
+            })),
+            "123"
+        );
+        assert_eq!(
+            any_as_string(Some(&AnyValue {
+                value: Some(V::IntValue(-3))
+            })),
+            "-3"
+        );
         assert_eq!(any_as_string(None), "");
     }
 

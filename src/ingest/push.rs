@@ -28,7 +28,9 @@ fn body_too_large(size: usize, max: usize) -> PushError {
 }
 
 fn decompressed_too_large(size: usize, max: usize) -> PushError {
-    PushError::too_large(format!("decompressed message size too large than max ({size} vs {max})"))
+    PushError::too_large(format!(
+        "decompressed message size too large than max ({size} vs {max})"
+    ))
 }
 
 /// The media type without parameters, lower-cased: `application/json;
@@ -72,11 +74,22 @@ pub(crate) fn decode_content_encoding(
     let enc = content_encoding.unwrap_or("").trim();
     match enc.to_ascii_lowercase().as_str() {
         "" | "identity" | "snappy" => Ok(None),
-        "gzip" | "x-gzip" => {
-            read_limited(flate2::read::MultiGzDecoder::new(body), max_decompressed, "gzip").map(Some)
-        }
-        "deflate" => read_limited(flate2::read::ZlibDecoder::new(body), max_decompressed, "deflate").map(Some),
-        _ => Err(PushError::bad_request(format!("Content-Encoding {} not supported", go_quote_plain(enc)))),
+        "gzip" | "x-gzip" => read_limited(
+            flate2::read::MultiGzDecoder::new(body),
+            max_decompressed,
+            "gzip",
+        )
+        .map(Some),
+        "deflate" => read_limited(
+            flate2::read::ZlibDecoder::new(body),
+            max_decompressed,
+            "deflate",
+        )
+        .map(Some),
+        _ => Err(PushError::bad_request(format!(
+            "Content-Encoding {} not supported",
+            go_quote_plain(enc)
+        ))),
     }
 }
 
@@ -124,9 +137,16 @@ pub fn decode_protobuf(data: &[u8], max_decompressed: usize) -> Result<Vec<RawSt
                 .entries
                 .into_iter()
                 .map(|e| PushEntry {
-                    ts: e.timestamp.map(|t| timestamp_ns(t.seconds, t.nanos)).unwrap_or(0),
+                    ts: e
+                        .timestamp
+                        .map(|t| timestamp_ns(t.seconds, t.nanos))
+                        .unwrap_or(0),
                     line: e.line,
-                    metadata: e.structured_metadata.into_iter().map(|p| (p.name, p.value)).collect(),
+                    metadata: e
+                        .structured_metadata
+                        .into_iter()
+                        .map(|p| (p.name, p.value))
+                        .collect(),
                 })
                 .collect(),
         })
@@ -136,7 +156,9 @@ pub fn decode_protobuf(data: &[u8], max_decompressed: usize) -> Result<Vec<RawSt
 /// Seconds + nanos as Unix nanoseconds, saturating (validation rejects
 /// the extremes as too old or too new).
 pub(crate) fn timestamp_ns(seconds: i64, nanos: i32) -> i64 {
-    seconds.saturating_mul(1_000_000_000).saturating_add(nanos as i64)
+    seconds
+        .saturating_mul(1_000_000_000)
+        .saturating_add(nanos as i64)
 }
 
 /// Decodes Loki's JSON v1 push body.
@@ -214,7 +236,8 @@ impl<'de> Visitor<'de> for StreamSeed {
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
                 "stream" => {
-                    let pairs: Option<std::collections::BTreeMap<String, String>> = map.next_value()?;
+                    let pairs: Option<std::collections::BTreeMap<String, String>> =
+                        map.next_value()?;
                     s.labels = selector_text(pairs.unwrap_or_default());
                 }
                 "values" => {
@@ -273,9 +296,13 @@ impl<'de> Visitor<'de> for EntryVisitor {
         let line: String = seq
             .next_element()?
             .ok_or_else(|| de::Error::custom("entry is missing its line"))?;
-        let meta: Option<Option<std::collections::BTreeMap<String, Option<String>>>> = seq.next_element()?;
+        let meta: Option<Option<std::collections::BTreeMap<String, Option<String>>>> =
+            seq.next_element()?;
         let metadata = match meta.flatten() {
-            Some(m) => m.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect(),
+            Some(m) => m
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect(),
             None => Vec::new(),
         };
         if seq.next_element::<IgnoredAny>()?.is_some() {
@@ -302,13 +329,22 @@ mod tests {
                 labels: r#"{app="web", env="dev"}"#.into(),
                 entries: vec![
                     EntryAdapter {
-                        timestamp: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 5 }),
+                        timestamp: Some(prost_types::Timestamp {
+                            seconds: 1_700_000_000,
+                            nanos: 5,
+                        }),
                         line: "hello".into(),
-                        structured_metadata: vec![LabelPairAdapter { name: "trace.id".into(), value: "abc".into() }],
+                        structured_metadata: vec![LabelPairAdapter {
+                            name: "trace.id".into(),
+                            value: "abc".into(),
+                        }],
                         parsed: vec![],
                     },
                     EntryAdapter {
-                        timestamp: Some(prost_types::Timestamp { seconds: 1_700_000_001, nanos: 0 }),
+                        timestamp: Some(prost_types::Timestamp {
+                            seconds: 1_700_000_001,
+                            nanos: 0,
+                        }),
                         line: "world".into(),
                         structured_metadata: vec![],
                         parsed: vec![],
@@ -328,7 +364,11 @@ mod tests {
                     line: "hello".into(),
                     metadata: vec![("trace.id".into(), "abc".into())],
                 },
-                PushEntry { ts: 1_700_000_001_000_000_000, line: "world".into(), metadata: vec![] },
+                PushEntry {
+                    ts: 1_700_000_001_000_000_000,
+                    line: "world".into(),
+                    metadata: vec![],
+                },
             ],
         }]
     }
@@ -341,7 +381,10 @@ mod tests {
             assert_eq!(got, expected());
         }
         // Content-Encoding: snappy is a no-op.
-        assert_eq!(decode_push(None, Some("snappy"), &body, 1 << 20, 1 << 20).unwrap(), expected());
+        assert_eq!(
+            decode_push(None, Some("snappy"), &body, 1 << 20, 1 << 20).unwrap(),
+            expected()
+        );
     }
 
     #[test]
@@ -349,7 +392,14 @@ mod tests {
         let body = br#"{"streams":[{"stream":{"env":"dev","app":"web"},
             "values":[["1700000000000000005","hello",{"trace.id":"abc","skip":null}],
                       ["1700000001000000000","world"]]}]}"#;
-        let got = decode_push(Some("application/json; charset=utf-8"), None, body, 1 << 20, 1 << 20).unwrap();
+        let got = decode_push(
+            Some("application/json; charset=utf-8"),
+            None,
+            body,
+            1 << 20,
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!(got, expected());
     }
 
@@ -374,7 +424,14 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(json).unwrap();
         let gz = gz.finish().unwrap();
-        let got = decode_push(Some("application/json"), Some("gzip"), &gz, 1 << 20, 1 << 20).unwrap();
+        let got = decode_push(
+            Some("application/json"),
+            Some("gzip"),
+            &gz,
+            1 << 20,
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!(got, expected());
 
         let proto = snappy_proto(&sample_request());
@@ -388,7 +445,10 @@ mod tests {
     #[test]
     fn unknown_encoding_is_400() {
         let e = decode_push(None, Some("br"), b"x", 100, 100).unwrap_err();
-        assert_eq!(e, PushError::bad_request(r#"Content-Encoding "br" not supported"#));
+        assert_eq!(
+            e,
+            PushError::bad_request(r#"Content-Encoding "br" not supported"#)
+        );
     }
 
     #[test]
@@ -397,9 +457,15 @@ mod tests {
         assert_eq!(e.status, 400);
         assert!(e.message.starts_with("snappy"), "{}", e.message);
         // Valid snappy around garbage protobuf.
-        let body = snap::raw::Encoder::new().compress_vec(b"\x0a\xff\xff").unwrap();
+        let body = snap::raw::Encoder::new()
+            .compress_vec(b"\x0a\xff\xff")
+            .unwrap();
         let e = decode_push(None, None, &body, 100, 100).unwrap_err();
-        assert!(e.message.starts_with("proto: failed to decode PushRequest"), "{}", e.message);
+        assert!(
+            e.message.starts_with("proto: failed to decode PushRequest"),
+            "{}",
+            e.message
+        );
         let e = decode_push(None, Some("gzip"), b"not gzip", 100, 100).unwrap_err();
         assert_eq!(e.status, 400);
     }
@@ -407,7 +473,13 @@ mod tests {
     #[test]
     fn body_over_limit_is_413() {
         let e = decode_push(None, None, &[0u8; 101], 100, 1000).unwrap_err();
-        assert_eq!(e, PushError::new(413, "request body too large: message size too large than max (101 vs 100)"));
+        assert_eq!(
+            e,
+            PushError::new(
+                413,
+                "request body too large: message size too large than max (101 vs 100)"
+            )
+        );
     }
 
     #[test]
@@ -425,7 +497,11 @@ mod tests {
         assert_eq!(e.status, 413);
         assert_eq!(
             e.message,
-            format!("request body too large: decompressed message size too large than max ({} vs {})", 1u64 << 30, 100u64 << 20)
+            format!(
+                "request body too large: decompressed message size too large than max ({} vs {})",
+                1u64 << 30,
+                100u64 << 20
+            )
         );
     }
 
@@ -435,7 +511,12 @@ mod tests {
         let mut member = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         member.write_all(&vec![0u8; 1 << 20]).unwrap();
         let member = member.finish().unwrap();
-        let body: Vec<u8> = member.iter().copied().cycle().take(member.len() * 1024).collect();
+        let body: Vec<u8> = member
+            .iter()
+            .copied()
+            .cycle()
+            .take(member.len() * 1024)
+            .collect();
         let limit = 8 << 20;
         let start = std::time::Instant::now();
         let e = decode_push(None, Some("gzip"), &body, 100 << 20, limit).unwrap_err();
@@ -449,7 +530,10 @@ mod tests {
 
     #[test]
     fn media_type_is_lenient() {
-        assert_eq!(media_type(Some("Application/JSON ; charset=UTF-8")), "application/json");
+        assert_eq!(
+            media_type(Some("Application/JSON ; charset=UTF-8")),
+            "application/json"
+        );
         assert_eq!(media_type(None), "");
     }
 }

@@ -44,7 +44,13 @@ impl Prepared {
                 c.lines += lines as u64;
                 c.bytes += bytes as u64;
             }
-            None => self.discarded.push((reason, LinesBytes { lines: lines as u64, bytes: bytes as u64 })),
+            None => self.discarded.push((
+                reason,
+                LinesBytes {
+                    lines: lines as u64,
+                    bytes: bytes as u64,
+                },
+            )),
         }
     }
 }
@@ -65,14 +71,25 @@ fn metadata_size(md: &[(String, String)]) -> usize {
 /// Validates a Loki push. A label string that does not parse fails the
 /// whole request (400 `couldn't parse labels: ...`), as in Loki; every
 /// other problem rejects only its stream or entry.
-pub fn prepare_push(raw: Vec<RawStream>, limits: &IngestLimits, now_ns: i64) -> Result<Prepared, PushError> {
+pub fn prepare_push(
+    raw: Vec<RawStream>,
+    limits: &IngestLimits,
+    now_ns: i64,
+) -> Result<Prepared, PushError> {
     let mut parsed = Vec::with_capacity(raw.len());
     for s in raw {
         let labels = match parse_labels(&s.labels) {
             Ok(l) => Ok(l),
             Err(e) => match duplicate_name(&e.0) {
-                Some(name) => Err(format!("stream '{}' has duplicate label name: '{}'", s.labels, name)),
-                None => return Err(PushError::bad_request(format!("couldn't parse labels: {e}"))),
+                Some(name) => Err(format!(
+                    "stream '{}' has duplicate label name: '{}'",
+                    s.labels, name
+                )),
+                None => {
+                    return Err(PushError::bad_request(format!(
+                        "couldn't parse labels: {e}"
+                    )))
+                }
             },
         };
         parsed.push((labels, s));
@@ -102,12 +119,29 @@ fn duplicate_name(msg: &str) -> Option<String> {
     unquote_go_prefix(q).ok().map(|(v, _)| v)
 }
 
-fn validate_streams(parsed: Vec<(Result<Labels, String>, RawStream)>, limits: &IngestLimits, now_ns: i64) -> Prepared {
+fn validate_streams(
+    parsed: Vec<(Result<Labels, String>, RawStream)>,
+    limits: &IngestLimits,
+    now_ns: i64,
+) -> Prepared {
     let mut out = Prepared::default();
-    let detector = LevelDetector { fields: &limits.log_level_fields, json_max_depth: limits.log_level_from_json_max_depth };
+    let detector = LevelDetector {
+        fields: &limits.log_level_fields,
+        json_max_depth: limits.log_level_from_json_max_depth,
+    };
     let discover_levels = limits.discover_log_levels && limits.allow_structured_metadata;
-    let oldest = now_ns.saturating_sub(limits.reject_old_samples_max_age.as_nanos().min(i64::MAX as u128) as i64);
-    let newest = now_ns.saturating_add(limits.creation_grace_period.as_nanos().min(i64::MAX as u128) as i64);
+    let oldest = now_ns.saturating_sub(
+        limits
+            .reject_old_samples_max_age
+            .as_nanos()
+            .min(i64::MAX as u128) as i64,
+    );
+    let newest = now_ns.saturating_add(
+        limits
+            .creation_grace_period
+            .as_nanos()
+            .min(i64::MAX as u128) as i64,
+    );
 
     for (labels, mut raw) in parsed {
         let stream_bytes: usize = raw.entries.iter().map(entry_size).sum();
@@ -117,14 +151,22 @@ fn validate_streams(parsed: Vec<(Result<Labels, String>, RawStream)>, limits: &I
             continue;
         }
         if limits.max_line_size_truncate {
-            out.truncated += truncate_lines(&mut raw.entries, limits.max_line_size, &limits.max_line_size_truncate_identifier);
+            out.truncated += truncate_lines(
+                &mut raw.entries,
+                limits.max_line_size,
+                &limits.max_line_size_truncate_identifier,
+            );
         }
         let n = raw.entries.len();
         let bytes: usize = raw.entries.iter().map(entry_size).sum();
         let mut labels = match labels {
             Ok(l) => l,
             Err(msg) => {
-                let r = if msg.contains("duplicate label name") { reason::DUPLICATE_LABEL_NAMES } else { reason::INVALID_LABELS };
+                let r = if msg.contains("duplicate label name") {
+                    reason::DUPLICATE_LABEL_NAMES
+                } else {
+                    reason::INVALID_LABELS
+                };
                 out.errors.push(msg);
                 out.discard(r, n, bytes);
                 continue;
@@ -155,7 +197,10 @@ fn validate_streams(parsed: Vec<(Result<Labels, String>, RawStream)>, limits: &I
             kept.push(e);
         }
         if !kept.is_empty() {
-            out.streams.push(PushStream { labels, entries: kept });
+            out.streams.push(PushStream {
+                labels,
+                entries: kept,
+            });
         }
     }
     out
@@ -195,15 +240,24 @@ fn validate_labels(labels: &Labels, limits: &IngestLimits) -> Result<(), (&'stat
     if count > limits.max_label_names_per_series {
         return Err((
             reason::MAX_LABEL_NAMES_PER_SERIES,
-            format!("entry for stream '{labels}' has {count} label names; limit {}", limits.max_label_names_per_series),
+            format!(
+                "entry for stream '{labels}' has {count} label names; limit {}",
+                limits.max_label_names_per_series
+            ),
         ));
     }
     for (k, v) in labels.iter() {
         if k.len() > limits.max_label_name_length {
-            return Err((reason::LABEL_NAME_TOO_LONG, format!("stream '{labels}' has label name too long: '{k}'")));
+            return Err((
+                reason::LABEL_NAME_TOO_LONG,
+                format!("stream '{labels}' has label name too long: '{k}'"),
+            ));
         }
         if v.len() > limits.max_label_value_length {
-            return Err((reason::LABEL_VALUE_TOO_LONG, format!("stream '{labels}' has label value too long: '{v}'")));
+            return Err((
+                reason::LABEL_VALUE_TOO_LONG,
+                format!("stream '{labels}' has label value too long: '{v}'"),
+            ));
         }
     }
     Ok(())
@@ -239,7 +293,10 @@ fn validate_entry(
     if e.ts > newest {
         return Err((
             reason::TOO_FAR_IN_FUTURE,
-            format!("entry for stream '{labels}' has timestamp too new: {}", rfc3339(e.ts)),
+            format!(
+                "entry for stream '{labels}' has timestamp too new: {}",
+                rfc3339(e.ts)
+            ),
         ));
     }
     if limits.max_line_size != 0 && e.line.len() > limits.max_line_size {
@@ -267,7 +324,9 @@ fn validate_entry(
             ));
         }
         let count = e.metadata.len();
-        if limits.max_structured_metadata_entries_count != 0 && count > limits.max_structured_metadata_entries_count {
+        if limits.max_structured_metadata_entries_count != 0
+            && count > limits.max_structured_metadata_entries_count
+        {
             return Err((
                 reason::STRUCTURED_METADATA_TOO_MANY,
                 format!("stream '{labels}' has too many structured metadata labels: '{count}', limit: '{}'. Please see `limits_config.max_structured_metadata_entries_count` or contact your Loki administrator to increase it", limits.max_structured_metadata_entries_count),
@@ -283,8 +342,15 @@ fn is_normalized(name: &str) -> bool {
     if b.is_empty() || b[0].is_ascii_digit() || b.iter().all(|c| *c == b'_') {
         return false;
     }
-    let inner = if b.len() >= 4 && name.starts_with("__") && name.ends_with("__") { &b[2..b.len() - 2] } else { b };
-    inner.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_') && !inner.windows(2).any(|w| w == b"__")
+    let inner = if b.len() >= 4 && name.starts_with("__") && name.ends_with("__") {
+        &b[2..b.len() - 2]
+    } else {
+        b
+    };
+    inner
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        && !inner.windows(2).any(|w| w == b"__")
 }
 
 /// The OTLP/Prometheus label namer (`otlptranslator.LabelNamer`): every run
@@ -299,7 +365,11 @@ pub fn normalize_label_name(name: &str) -> Result<String, String> {
         return Ok(name.to_string());
     }
     let reserved = name.len() >= 4 && name.starts_with("__") && name.ends_with("__");
-    let inner = if reserved { &name[2..name.len() - 2] } else { name };
+    let inner = if reserved {
+        &name[2..name.len() - 2]
+    } else {
+        name
+    };
     let mut out = String::with_capacity(name.len() + 4);
     let mut prev_us = false;
     for c in inner.chars() {
@@ -318,7 +388,10 @@ pub fn normalize_label_name(name: &str) -> Result<String, String> {
         out.insert_str(0, "key_");
     }
     if out.bytes().all(|c| c == b'_') {
-        return Err(format!("normalization for label name {:?} resulted in invalid name {:?}", name, out));
+        return Err(format!(
+            "normalization for label name {:?} resulted in invalid name {:?}",
+            name, out
+        ));
     }
     Ok(out)
 }
@@ -359,29 +432,58 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000_000_000;
 
     fn entry(ts: i64, line: &str) -> PushEntry {
-        PushEntry { ts, line: line.into(), metadata: vec![] }
+        PushEntry {
+            ts,
+            line: line.into(),
+            metadata: vec![],
+        }
     }
 
     fn raw(labels: &str, entries: Vec<PushEntry>) -> RawStream {
-        RawStream { labels: labels.into(), entries }
+        RawStream {
+            labels: labels.into(),
+            entries,
+        }
     }
 
     fn no_levels() -> IngestLimits {
-        IngestLimits { discover_log_levels: false, ..IngestLimits::default() }
+        IngestLimits {
+            discover_log_levels: false,
+            ..IngestLimits::default()
+        }
     }
 
     #[test]
     fn label_parse_error_fails_whole_request() {
-        let e = prepare_push(vec![raw(r#"{a="1"}"#, vec![entry(NOW, "x")]), raw("{a.b=\"1\"}", vec![entry(NOW, "x")])], &no_levels(), NOW)
-            .unwrap_err();
+        let e = prepare_push(
+            vec![
+                raw(r#"{a="1"}"#, vec![entry(NOW, "x")]),
+                raw("{a.b=\"1\"}", vec![entry(NOW, "x")]),
+            ],
+            &no_levels(),
+            NOW,
+        )
+        .unwrap_err();
         assert_eq!(e.status, 400);
-        assert!(e.message.starts_with("couldn't parse labels: "), "{}", e.message);
+        assert!(
+            e.message.starts_with("couldn't parse labels: "),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn service_name_added_and_not_counted() {
-        let p = prepare_push(vec![raw(r#"{app="web"}"#, vec![entry(NOW, "x")])], &no_levels(), NOW).unwrap();
-        assert_eq!(p.streams[0].labels.to_string(), r#"{app="web", service_name="web"}"#);
+        let p = prepare_push(
+            vec![raw(r#"{app="web"}"#, vec![entry(NOW, "x")])],
+            &no_levels(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            p.streams[0].labels.to_string(),
+            r#"{app="web", service_name="web"}"#
+        );
         // 15 labels + service_name pass; 16 fail.
         let many: Vec<String> = (0..16).map(|i| format!("l{i:02}=\"v\"")).collect();
         let ok = format!("{{{}}}", many[..15].join(", "));
@@ -390,31 +492,59 @@ mod tests {
         let bad = format!("{{{}}}", many.join(", "));
         let p = prepare_push(vec![raw(&bad, vec![entry(NOW, "x")])], &no_levels(), NOW).unwrap();
         assert_eq!(p.errors.len(), 1);
-        assert!(p.errors[0].starts_with("entry for stream '{l00=\"v\", "), "{}", p.errors[0]);
-        assert!(p.errors[0].ends_with("service_name=\"unknown_service\"}' has 16 label names; limit 15"), "{}", p.errors[0]);
-        assert_eq!(p.discarded, vec![(reason::MAX_LABEL_NAMES_PER_SERIES, LinesBytes { lines: 1, bytes: 1 })]);
+        assert!(
+            p.errors[0].starts_with("entry for stream '{l00=\"v\", "),
+            "{}",
+            p.errors[0]
+        );
+        assert!(
+            p.errors[0]
+                .ends_with("service_name=\"unknown_service\"}' has 16 label names; limit 15"),
+            "{}",
+            p.errors[0]
+        );
+        assert_eq!(
+            p.discarded,
+            vec![(
+                reason::MAX_LABEL_NAMES_PER_SERIES,
+                LinesBytes { lines: 1, bytes: 1 }
+            )]
+        );
     }
 
     #[test]
     fn missing_labels_when_discovery_is_off() {
-        let limits = IngestLimits { discover_service_name: vec![], ..no_levels() };
+        let limits = IngestLimits {
+            discover_service_name: vec![],
+            ..no_levels()
+        };
         let p = prepare_push(vec![raw("{}", vec![entry(NOW, "x")])], &limits, NOW).unwrap();
         assert_eq!(p.errors, vec![MISSING_LABELS_MSG.to_string()]);
         // With discovery on, `{}` becomes {service_name="unknown_service"}.
         let p = prepare_push(vec![raw("{}", vec![entry(NOW, "x")])], &no_levels(), NOW).unwrap();
-        assert_eq!(p.streams[0].labels.to_string(), r#"{service_name="unknown_service"}"#);
+        assert_eq!(
+            p.streams[0].labels.to_string(),
+            r#"{service_name="unknown_service"}"#
+        );
     }
 
     #[test]
     fn label_name_and_value_too_long_and_duplicates() {
-        let limits = IngestLimits { max_label_name_length: 3, max_label_value_length: 4, ..no_levels() };
+        let limits = IngestLimits {
+            max_label_name_length: 3,
+            max_label_value_length: 4,
+            ..no_levels()
+        };
         let p = prepare_push(
             vec![
                 raw(r#"{abcd="1"}"#, vec![entry(NOW, "x")]),
                 raw(r#"{abc="12345"}"#, vec![entry(NOW, "x")]),
                 raw(r#"{a="1", a="2"}"#, vec![entry(NOW, "x")]),
             ],
-            &IngestLimits { discover_service_name: vec![], ..limits },
+            &IngestLimits {
+                discover_service_name: vec![],
+                ..limits
+            },
             NOW,
         )
         .unwrap();
@@ -431,7 +561,11 @@ mod tests {
 
     #[test]
     fn entry_rules_with_partial_accept() {
-        let limits = IngestLimits { reject_old_samples: true, max_line_size: 10, ..no_levels() };
+        let limits = IngestLimits {
+            reject_old_samples: true,
+            max_line_size: 10,
+            ..no_levels()
+        };
         let day = 86_400_000_000_000i64;
         let p = prepare_push(
             vec![raw(
@@ -459,15 +593,30 @@ mod tests {
             ]
         );
         assert_eq!(p.streams.len(), 1);
-        let lines: Vec<&str> = p.streams[0].entries.iter().map(|e| e.line.as_str()).collect();
+        let lines: Vec<&str> = p.streams[0]
+            .entries
+            .iter()
+            .map(|e| e.line.as_str())
+            .collect();
         assert_eq!(lines, vec!["ok", "ok2"]);
         assert_eq!(p.rejected_lines(), 3);
-        assert_eq!(p.received, LinesBytes { lines: 5, bytes: 2 + 3 + 3 + 12 + 3 });
+        assert_eq!(
+            p.received,
+            LinesBytes {
+                lines: 5,
+                bytes: 2 + 3 + 3 + 12 + 3
+            }
+        );
     }
 
     #[test]
     fn old_samples_accepted_by_default() {
-        let p = prepare_push(vec![raw(r#"{a="1"}"#, vec![entry(0, "epoch")])], &no_levels(), NOW).unwrap();
+        let p = prepare_push(
+            vec![raw(r#"{a="1"}"#, vec![entry(0, "epoch")])],
+            &no_levels(),
+            NOW,
+        )
+        .unwrap();
         assert!(p.errors.is_empty());
         assert_eq!(p.streams[0].entries.len(), 1);
     }
@@ -480,10 +629,25 @@ mod tests {
             max_line_size_truncate_identifier: "...".into(),
             ..no_levels()
         };
-        let p = prepare_push(vec![raw(r#"{a="1"}"#, vec![entry(NOW, "abcdefghijkl"), entry(NOW, "short"), entry(NOW, "ééééé")])], &limits, NOW)
-            .unwrap();
+        let p = prepare_push(
+            vec![raw(
+                r#"{a="1"}"#,
+                vec![
+                    entry(NOW, "abcdefghijkl"),
+                    entry(NOW, "short"),
+                    entry(NOW, "ééééé"),
+                ],
+            )],
+            &limits,
+            NOW,
+        )
+        .unwrap();
         assert!(p.errors.is_empty());
-        let lines: Vec<&str> = p.streams[0].entries.iter().map(|e| e.line.as_str()).collect();
+        let lines: Vec<&str> = p.streams[0]
+            .entries
+            .iter()
+            .map(|e| e.line.as_str())
+            .collect();
         // "ééééé" is 10 bytes: cut to 5 bytes → 4 (char boundary) + "...".
         assert_eq!(lines, vec!["abcde...", "short", "éé..."]);
         assert_eq!(p.truncated, 2);
@@ -491,48 +655,90 @@ mod tests {
 
     #[test]
     fn structured_metadata_rules() {
-        let limits = IngestLimits { max_structured_metadata_size: 10, max_structured_metadata_entries_count: 2, ..no_levels() };
+        let limits = IngestLimits {
+            max_structured_metadata_size: 10,
+            max_structured_metadata_entries_count: 2,
+            ..no_levels()
+        };
         let md = |pairs: &[(&str, &str)]| PushEntry {
             ts: NOW,
             line: "l".into(),
-            metadata: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            metadata: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         let p = prepare_push(
             vec![raw(
                 r#"{a="1"}"#,
-                vec![md(&[("k", "0123456789")]), md(&[("a", "1"), ("b", "2"), ("c", "3")]), md(&[("trace.id", "x"), ("a", "y")])],
+                vec![
+                    md(&[("k", "0123456789")]),
+                    md(&[("a", "1"), ("b", "2"), ("c", "3")]),
+                    md(&[("trace.id", "x"), ("a", "y")]),
+                ],
             )],
-            &IngestLimits { max_structured_metadata_size: 20, ..limits.clone() },
+            &IngestLimits {
+                max_structured_metadata_size: 20,
+                ..limits.clone()
+            },
             NOW,
         )
         .unwrap();
         let s = r#"{a="1", service_name="unknown_service"}"#;
         assert_eq!(p.errors, vec![format!("stream '{s}' has too many structured metadata labels: '3', limit: '2'. Please see `limits_config.max_structured_metadata_entries_count` or contact your Loki administrator to increase it")]);
         // Names normalised and sorted.
-        assert_eq!(p.streams[0].entries[1].metadata, vec![("a".to_string(), "y".to_string()), ("trace_id".to_string(), "x".to_string())]);
-        let p = prepare_push(vec![raw(r#"{a="1"}"#, vec![md(&[("k", "0123456789")])])], &limits, NOW).unwrap();
+        assert_eq!(
+            p.streams[0].entries[1].metadata,
+            vec![
+                ("a".to_string(), "y".to_string()),
+                ("trace_id".to_string(), "x".to_string())
+            ]
+        );
+        let p = prepare_push(
+            vec![raw(r#"{a="1"}"#, vec![md(&[("k", "0123456789")])])],
+            &limits,
+            NOW,
+        )
+        .unwrap();
         assert_eq!(p.errors, vec![format!("stream '{s}' has structured metadata too large: '11' bytes, limit: '10' bytes. Please see `limits_config.max_structured_metadata_size` or contact your Loki administrator to increase it")]);
-        let off = IngestLimits { allow_structured_metadata: false, ..no_levels() };
+        let off = IngestLimits {
+            allow_structured_metadata: false,
+            ..no_levels()
+        };
         let p = prepare_push(vec![raw(r#"{a="1"}"#, vec![md(&[("k", "v")])])], &off, NOW).unwrap();
         assert_eq!(p.errors, vec![format!("stream '{s}' includes structured metadata, but this feature is disallowed. Please see `limits_config.allow_structured_metadata` or contact your Loki administrator to enable it")]);
     }
 
     #[test]
     fn label_namer() {
-        assert_eq!(normalize_label_name("service.name").unwrap(), "service_name");
+        assert_eq!(
+            normalize_label_name("service.name").unwrap(),
+            "service_name"
+        );
         assert_eq!(normalize_label_name("a..b").unwrap(), "a_b");
         assert_eq!(normalize_label_name("a__b").unwrap(), "a_b");
         assert_eq!(normalize_label_name("1abc").unwrap(), "key_1abc");
         assert_eq!(normalize_label_name("__meta.x__").unwrap(), "__meta_x__");
         assert_eq!(normalize_label_name("_x").unwrap(), "_x");
-        assert_eq!(normalize_label_name("k8s.pod.name").unwrap(), "k8s_pod_name");
+        assert_eq!(
+            normalize_label_name("k8s.pod.name").unwrap(),
+            "k8s_pod_name"
+        );
         assert!(normalize_label_name("...").is_err());
         assert!(normalize_label_name("").is_err());
     }
 
     #[test]
     fn detected_level_added_when_enabled() {
-        let p = prepare_push(vec![raw(r#"{a="1"}"#, vec![entry(NOW, "level=warn msg=x")])], &IngestLimits::default(), NOW).unwrap();
-        assert_eq!(p.streams[0].entries[0].metadata, vec![("detected_level".to_string(), "warn".to_string())]);
+        let p = prepare_push(
+            vec![raw(r#"{a="1"}"#, vec![entry(NOW, "level=warn msg=x")])],
+            &IngestLimits::default(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            p.streams[0].entries[0].metadata,
+            vec![("detected_level".to_string(), "warn".to_string())]
+        );
     }
 }
