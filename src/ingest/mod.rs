@@ -125,14 +125,60 @@ pub struct IngestLimits {
     pub log_level_from_json_max_depth: usize,
 }
 
-/// Durations in the config as whole seconds.
+/// Durations in the config: whole seconds, or a Prometheus duration
+/// string such as `10m`, `7d`, `1h30m`.
 mod secs {
     use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(
         d: D,
     ) -> Result<std::time::Duration, D::Error> {
-        Ok(std::time::Duration::from_secs(u64::deserialize(d)?))
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(std::time::Duration::from_secs(s)),
+            Raw::Text(t) => super::parse_duration(&t)
+                .ok_or_else(|| serde::de::Error::custom(format!("invalid duration {t:?}"))),
+        }
     }
+}
+
+/// Parses a Prometheus duration (`[0-9]+(ms|s|m|h|d|w|y)` repeated).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let b = s.as_bytes();
+    if b.is_empty() {
+        return None;
+    }
+    let mut i = 0;
+    let mut total_ms: u64 = 0;
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let n: u64 = s.get(start..i)?.parse().ok()?;
+        let unit_start = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let ms = match &s[unit_start..i] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            "y" => 31_536_000_000,
+            _ => return None,
+        };
+        total_ms = total_ms.checked_add(n.checked_mul(ms)?)?;
+    }
+    Some(Duration::from_millis(total_ms))
 }
 
 /// Loki's `DefaultAllowedLevelFields`.
@@ -276,6 +322,57 @@ impl IngestMetrics {
             .collect();
         v.sort();
         v
+    }
+
+    /// Appends the counters in Prometheus text format, with Loki's metric
+    /// names (`loki_distributor_lines_received_total`,
+    /// `loki_discarded_samples_total`, ...).
+    pub fn render_prometheus(&self, out: &mut String) {
+        use std::fmt::Write;
+        let received = self.received_snapshot();
+        let _ = writeln!(out, "# TYPE loki_distributor_lines_received_total counter");
+        for (t, c) in &received {
+            let _ = writeln!(
+                out,
+                "loki_distributor_lines_received_total{{tenant={}}} {}",
+                crate::labels::go_quote(t),
+                c.lines
+            );
+        }
+        let _ = writeln!(out, "# TYPE loki_distributor_bytes_received_total counter");
+        for (t, c) in &received {
+            let _ = writeln!(
+                out,
+                "loki_distributor_bytes_received_total{{tenant={}}} {}",
+                crate::labels::go_quote(t),
+                c.bytes
+            );
+        }
+        let discarded = self.discarded_snapshot();
+        let _ = writeln!(out, "# TYPE loki_discarded_samples_total counter");
+        for (t, r, c) in &discarded {
+            let _ = writeln!(
+                out,
+                "loki_discarded_samples_total{{reason=\"{r}\",tenant={}}} {}",
+                crate::labels::go_quote(t),
+                c.lines
+            );
+        }
+        let _ = writeln!(out, "# TYPE loki_discarded_bytes_total counter");
+        for (t, r, c) in &discarded {
+            let _ = writeln!(
+                out,
+                "loki_discarded_bytes_total{{reason=\"{r}\",tenant={}}} {}",
+                crate::labels::go_quote(t),
+                c.bytes
+            );
+        }
+        let _ = writeln!(out, "# TYPE loki_mutated_samples_total counter");
+        let _ = writeln!(
+            out,
+            "loki_mutated_samples_total{{reason=\"line_too_long\"}} {}",
+            self.lines_truncated.load(Ordering::Relaxed)
+        );
     }
 
     fn add_discarded(&self, tenant: &str, items: &[(&'static str, LinesBytes)]) {
@@ -752,5 +849,68 @@ mod tests {
         assert_eq!(s.rejected, 1);
         assert!(s.message.contains("has timestamp too new"), "{}", s.message);
         assert_eq!(ing.metrics().lines_accepted.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn unparsable_json_labels_fail_whole_request() {
+        let (_d, ing) = ingester(IngestLimits::default());
+        let body = json_body(now_ns(), &[(r#"{"a":"1"}"#, "x"), (r#"{"a.b":"1"}"#, "y")]);
+        let e = ing
+            .push("t", Some("application/json"), None, &body)
+            .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(
+            e.message.starts_with("couldn't parse labels: "),
+            "{}",
+            e.message
+        );
+        assert_eq!(ing.metrics().lines_received.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn durations_and_limits_from_config() {
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration(""), None);
+        let l: IngestLimits = serde_json::from_str(r#"{"reject_old_samples":true,"reject_old_samples_max_age":"2d","creation_grace_period":60}"#).unwrap();
+        assert!(l.reject_old_samples);
+        assert_eq!(l.reject_old_samples_max_age, Duration::from_secs(2 * 86400));
+        assert_eq!(l.creation_grace_period, Duration::from_secs(60));
+        assert_eq!(l.max_line_size, 262144);
+        assert!(serde_json::from_str::<IngestLimits>(r#"{"bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn prometheus_rendering() {
+        let m = IngestMetrics::default();
+        m.add_received(
+            "t",
+            LinesBytes {
+                lines: 3,
+                bytes: 30,
+            },
+        );
+        m.add_discarded(
+            "t",
+            &[(
+                reason::LINE_TOO_LONG,
+                LinesBytes {
+                    lines: 1,
+                    bytes: 20,
+                },
+            )],
+        );
+        let mut out = String::new();
+        m.render_prometheus(&mut out);
+        assert!(
+            out.contains("loki_distributor_lines_received_total{tenant=\"t\"} 3\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("loki_discarded_bytes_total{reason=\"line_too_long\",tenant=\"t\"} 20\n"),
+            "{out}"
+        );
     }
 }

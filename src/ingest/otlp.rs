@@ -1105,4 +1105,58 @@ mod tests {
         assert_eq!(severity_from_name("SEVERITY_NUMBER_UNSPECIFIED"), Some(0));
         assert_eq!(severity_from_name("WARN"), None);
     }
+
+    #[test]
+    fn detected_level_from_severity() {
+        let limits = crate::ingest::IngestLimits::default();
+        let rec = |num: i32, text: &str, body: &str| LogRecord {
+            time_unix_nano: 1,
+            severity_number: num,
+            severity_text: text.into(),
+            body: Some(AnyValue {
+                value: Some(s(body)),
+            }),
+            ..Default::default()
+        };
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: None,
+                scope_logs: vec![ScopeLogs {
+                    scope: None,
+                    log_records: vec![
+                        rec(17, "", "all fine"),
+                        rec(9, "Warning", "x"),
+                        rec(0, "", "debug: y"),
+                        rec(0, "", "z"),
+                    ],
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        let m = map_request(
+            req,
+            &OtlpConfig::default(),
+            &limits.discover_service_name,
+            0,
+        );
+        let p = crate::ingest::validate::prepare_raw_streams(m.streams, &limits, 2);
+        let levels: Vec<&str> = p.streams[0]
+            .entries
+            .iter()
+            .map(|e| {
+                e.metadata
+                    .iter()
+                    .find(|(k, _)| k == "detected_level")
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("")
+            })
+            .collect();
+        // severity_text wins over the number; number 0 is absent, so the line decides.
+        assert_eq!(levels, vec!["error", "warn", "debug", "unknown"]);
+        assert_eq!(
+            p.streams[0].labels.to_string(),
+            r#"{service_name="unknown_service"}"#
+        );
+    }
 }
