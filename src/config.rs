@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::ingest::{IngestLimits, OtlpConfig};
 use crate::storage::{Codec, StorageConfig, SyncPolicy};
 
 /// miniloki: Grafana Loki's push API, storage and LogQL in one binary.
@@ -113,7 +114,13 @@ pub struct FileConfig {
     #[serde(default)]
     pub storage: FileStorage,
     #[serde(default)]
-    pub limits: FileLimits,
+    pub query: FileQuery,
+    /// `[ingest]`: every ingestion limit (see `ingest::IngestLimits`).
+    #[serde(default)]
+    pub ingest: IngestLimits,
+    /// `[otlp]`: Loki's `otlp_config` (see `ingest::OtlpConfig`).
+    #[serde(default)]
+    pub otlp: OtlpConfig,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -141,17 +148,10 @@ pub struct FileStorage {
     pub retention_period: Option<String>,
 }
 
+/// `[query]`: query limits.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
-pub struct FileLimits {
-    pub discover_service_name: Option<Vec<String>>,
-    pub discover_log_levels: Option<bool>,
-    pub max_line_size: Option<usize>,
-    pub max_line_size_truncate: Option<bool>,
-    pub max_label_names_per_series: Option<usize>,
-    pub reject_old_samples: Option<bool>,
-    pub reject_old_samples_max_age: Option<String>,
-    pub creation_grace_period: Option<String>,
+pub struct FileQuery {
     pub max_entries_limit_per_query: Option<usize>,
     pub max_query_series: Option<usize>,
     pub query_timeout: Option<String>,
@@ -178,16 +178,8 @@ pub struct Config {
     pub otlp_grpc_listen: Option<SocketAddr>,
     pub auth_enabled: bool,
     pub storage: StorageConfig,
-    /// `None` keeps Loki's default candidate list; `Some(empty)` turns
-    /// service_name discovery off.
-    pub discover_service_name: Option<Vec<String>>,
-    pub discover_log_levels: bool,
-    pub max_line_size: usize,
-    pub max_line_size_truncate: bool,
-    pub max_label_names_per_series: Option<usize>,
-    pub reject_old_samples: Option<bool>,
-    pub reject_old_samples_max_age: Option<Duration>,
-    pub creation_grace_period: Option<Duration>,
+    pub ingest: IngestLimits,
+    pub otlp: OtlpConfig,
     pub max_entries_limit_per_query: usize,
     pub max_query_series: usize,
     pub query_timeout: Duration,
@@ -212,7 +204,7 @@ impl Config {
                 });
             }
         }
-        let (s, st, l) = (&file.server, &file.storage, &file.limits);
+        let (s, st, q) = (&file.server, &file.storage, &file.query);
 
         let listen = args
             .listen
@@ -289,18 +281,25 @@ impl Config {
             storage.retention_period = (!d.is_zero()).then_some(d);
         }
 
-        let discover_service_name = match (&args.discover_service_name, &l.discover_service_name) {
-            (Some(flag), _) => Some(
-                flag.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect(),
-            ),
-            (None, Some(list)) => Some(list.clone()),
-            (None, None) => None,
-        };
-        let query_timeout = match args.query_timeout.as_deref().or(l.query_timeout.as_deref()) {
+        let mut ingest = file.ingest;
+        if let Some(flag) = &args.discover_service_name {
+            ingest.discover_service_name = flag
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+        }
+        if let Some(v) = args.discover_log_levels {
+            ingest.discover_log_levels = v;
+        }
+        if let Some(v) = args.max_line_size {
+            ingest.max_line_size = v;
+        }
+        if let Some(v) = args.max_line_size_truncate {
+            ingest.max_line_size_truncate = v;
+        }
+        let query_timeout = match args.query_timeout.as_deref().or(q.query_timeout.as_deref()) {
             Some(v) => duration_key("query_timeout", v)?,
             None => Duration::from_secs(60),
         };
@@ -309,30 +308,10 @@ impl Config {
             otlp_grpc_listen,
             auth_enabled: args.auth_enabled.or(s.auth_enabled).unwrap_or(false),
             storage,
-            discover_service_name,
-            discover_log_levels: args
-                .discover_log_levels
-                .or(l.discover_log_levels)
-                .unwrap_or(true),
-            max_line_size: args.max_line_size.or(l.max_line_size).unwrap_or(256 * 1024),
-            max_line_size_truncate: args
-                .max_line_size_truncate
-                .or(l.max_line_size_truncate)
-                .unwrap_or(false),
-            max_label_names_per_series: l.max_label_names_per_series,
-            reject_old_samples: l.reject_old_samples,
-            reject_old_samples_max_age: l
-                .reject_old_samples_max_age
-                .as_deref()
-                .map(|v| duration_key("reject_old_samples_max_age", v))
-                .transpose()?,
-            creation_grace_period: l
-                .creation_grace_period
-                .as_deref()
-                .map(|v| duration_key("creation_grace_period", v))
-                .transpose()?,
-            max_entries_limit_per_query: l.max_entries_limit_per_query.unwrap_or(5000),
-            max_query_series: l.max_query_series.unwrap_or(500),
+            ingest,
+            otlp: file.otlp,
+            max_entries_limit_per_query: q.max_entries_limit_per_query.unwrap_or(5000),
+            max_query_series: q.max_query_series.unwrap_or(500),
             query_timeout,
             log_level: args
                 .log_level

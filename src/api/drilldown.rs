@@ -420,14 +420,14 @@ pub async fn drilldown_limits(State(st): State<Arc<AppState>>) -> Response {
     let c = &st.config;
     let body = serde_json::json!({
         "limits": {
-            "discover_log_levels": c.discover_log_levels,
-            "discover_service_name": c.discover_service_name.clone().unwrap_or_default(),
+            "discover_log_levels": c.ingest.discover_log_levels,
+            "discover_service_name": c.ingest.discover_service_name,
             "max_entries_limit_per_query": c.max_entries_limit_per_query,
             "max_query_series": c.max_query_series,
             "query_timeout": format!("{}s", c.query_timeout.as_secs()),
             "volume_enabled": true,
             "pattern_persistence_enabled": false,
-            "max_line_size": c.max_line_size,
+            "max_line_size": c.ingest.max_line_size,
         },
         "pattern_ingester_enabled": true,
         "version": crate::api::LOKI_COMPAT_VERSION,

@@ -80,6 +80,7 @@ impl AppState {
 
     pub fn render_metrics(&self, out: &mut String) {
         self.http_metrics.render(out);
+        self.ingester.metrics().render_prometheus(out);
         write_gauge(
             out,
             "miniloki_uptime_seconds",
