@@ -10,6 +10,7 @@
 //! it knows nothing of file layouts or HTTP.
 
 pub mod error;
+pub mod metric;
 pub mod source;
 pub mod value;
 
