@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use crate::labels::Labels;
 use crate::logql::eval::EvalError;
 use crate::logql::syntax::ast::{BinModifier, BinOp, BinaryExpr, MetricExpr};
+use crate::logql::syntax::ParseError;
 
 use super::{EvalCtx, Grid};
 
@@ -34,11 +35,15 @@ pub fn fold_literal(expr: &MetricExpr) -> Result<Option<f64>, EvalError> {
 }
 
 fn literal_set_op_error(op: BinOp, v: f64, left: bool) -> EvalError {
-    EvalError::BadRequest(format!(
-        "parse error : unexpected literal for {} leg of logical/set binary operation ({}): {v:.6}",
-        if left { "left" } else { "right" },
-        op_name(op)
-    ))
+    EvalError::Parse(ParseError {
+        line: 0,
+        col: 0,
+        msg: format!(
+            "unexpected literal for {} leg of logical/set binary operation ({}): {v:.6}",
+            if left { "left" } else { "right" },
+            op_name(op)
+        ),
+    })
 }
 
 fn is_set_op(op: BinOp) -> bool {
@@ -46,7 +51,10 @@ fn is_set_op(op: BinOp) -> bool {
 }
 
 fn is_comparison(op: BinOp) -> bool {
-    matches!(op, BinOp::Eq | BinOp::Neq | BinOp::Gt | BinOp::Gte | BinOp::Lt | BinOp::Lte)
+    matches!(
+        op,
+        BinOp::Eq | BinOp::Neq | BinOp::Gt | BinOp::Gte | BinOp::Lt | BinOp::Lte
+    )
 }
 
 fn op_name(op: BinOp) -> &'static str {
@@ -306,7 +314,11 @@ fn binop_step(
     let mut one_by_sig: HashMap<usize, (usize, f64)> = HashMap::with_capacity(oat.len());
     for &(r, v) in oat {
         if one_by_sig.insert(osig[r], (r, v)).is_some() {
-            let side = if card == Card::OneToMany { "left" } else { "right" };
+            let side = if card == Card::OneToMany {
+                "left"
+            } else {
+                "right"
+            };
             return Err(EvalError::BadRequest(format!(
                 "found duplicate series on the {side} hand-side;many-to-many matching not allowed: matching labels must be unique on one side"
             )));
@@ -333,11 +345,16 @@ fn binop_step(
             }
         } else if !matched_many.entry(sig).or_default().insert(metric.clone()) {
             return Err(EvalError::BadRequest(
-                "multiple matches for labels: grouping labels must ensure unique matches".to_string(),
+                "multiple matches for labels: grouping labels must ensure unique matches"
+                    .to_string(),
             ));
         }
         // Back to left/right order for the operator.
-        let (l, r) = if card == Card::OneToMany { (ov, v) } else { (v, ov) };
+        let (l, r) = if card == Card::OneToMany {
+            (ov, v)
+        } else {
+            (v, ov)
+        };
         if let Some(value) = merge(op, l, r, filter, l) {
             out.set(&metric, i, value);
         }

@@ -20,8 +20,11 @@ pub fn vector_of(steps: Steps, v: f64) -> Grid {
 
 /// Compiles `label_replace`'s regex, fully anchored as Prometheus does.
 pub fn compile_anchored(re: &str) -> Result<Regex, EvalError> {
-    Regex::new(&format!("^(?:{re})$"))
-        .map_err(|e| EvalError::BadRequest(format!("invalid regular expression in label_replace(): {re}: {e}")))
+    Regex::new(&format!("^(?:{re})$")).map_err(|e| {
+        EvalError::BadRequest(format!(
+            "invalid regular expression in label_replace(): {re}: {e}"
+        ))
+    })
 }
 
 /// The labels of `labels` after `label_replace(_, dst, replacement, src,

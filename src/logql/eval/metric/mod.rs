@@ -99,7 +99,9 @@ pub fn eval_metric(
             })
             .collect();
         if vec.len() > limits.max_query_series {
-            return Err(EvalError::Limit(series_limit_message(limits.max_query_series)));
+            return Err(EvalError::Limit(series_limit_message(
+                limits.max_query_series,
+            )));
         }
         vec.sort_by(|a, b| a.metric.cmp(&b.metric));
         if let Some(desc) = sort_order(expr) {
@@ -125,7 +127,9 @@ pub fn eval_metric(
         })
         .collect();
     if series.len() > limits.max_query_series {
-        return Err(EvalError::Limit(series_limit_message(limits.max_query_series)));
+        return Err(EvalError::Limit(series_limit_message(
+            limits.max_query_series,
+        )));
     }
     series.sort_by(|a, b| a.metric.cmp(&b.metric));
     Ok(QueryResult::Matrix(series))
@@ -179,7 +183,8 @@ impl Steps {
     }
 
     pub fn ts(&self, i: usize) -> i64 {
-        self.start.saturating_add(self.step.saturating_mul(i as i64))
+        self.start
+            .saturating_add(self.step.saturating_mul(i as i64))
     }
 }
 

@@ -142,11 +142,12 @@ impl WindowAcc for AvgAcc {
         }
         let n = (self.count + other.count) as f64;
         let (a, b) = (self.count as f64 / n, other.count as f64 / n);
-        self.mean = if self.mean.is_infinite() && other.mean.is_infinite() && self.mean == other.mean {
-            self.mean
-        } else {
-            self.mean * a + other.mean * b
-        };
+        self.mean =
+            if self.mean.is_infinite() && other.mean.is_infinite() && self.mean == other.mean {
+                self.mean
+            } else {
+                self.mean * a + other.mean * b
+            };
         self.count += other.count;
     }
     fn is_empty(&self) -> bool {
@@ -475,7 +476,10 @@ impl<A: WindowAcc> RangeAccumulator<A> {
             Some(&r) => r,
             None => {
                 let has_err = labels.contains(ERROR_LABEL);
-                if has_err && !self.preserve_error && labels.get(PRESERVE_ERROR_LABEL) != Some("true") {
+                if has_err
+                    && !self.preserve_error
+                    && labels.get(PRESERVE_ERROR_LABEL) != Some("true")
+                {
                     self.error = Some(EvalError::Pipeline(pipeline_error_message(labels)));
                     return;
                 }
@@ -489,7 +493,8 @@ impl<A: WindowAcc> RangeAccumulator<A> {
                     Some(&r) => r,
                     None => {
                         let r = self.rows.len();
-                        self.rows.push((key.clone(), vec![A::default(); self.steps.n]));
+                        self.rows
+                            .push((key.clone(), vec![A::default(); self.steps.n]));
                         self.groups.insert(key, r);
                         r
                     }
@@ -517,7 +522,8 @@ impl<A: WindowAcc> RangeAccumulator<A> {
                 Some(&r) => r,
                 None => {
                     let r = self.rows.len();
-                    self.rows.push((labels.clone(), vec![A::default(); self.steps.n]));
+                    self.rows
+                        .push((labels.clone(), vec![A::default(); self.steps.n]));
                     self.groups.insert(labels, r);
                     r
                 }
@@ -583,7 +589,11 @@ fn div_ceil(a: i128, b: i128) -> i128 {
     -((-a).div_euclid(b))
 }
 
-fn run<A: WindowAcc>(ctx: &EvalCtx<'_>, agg: &RangeAggregation, param: f64) -> Result<Grid, EvalError> {
+fn run<A: WindowAcc>(
+    ctx: &EvalCtx<'_>,
+    agg: &RangeAggregation,
+    param: f64,
+) -> Result<Grid, EvalError> {
     let mut acc = RangeAccumulator::<A>::new(ctx.steps, agg, ctx.preserve_error);
     let (from, through) = source_bounds(ctx.steps, agg);
     ctx.source

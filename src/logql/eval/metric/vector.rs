@@ -101,7 +101,11 @@ pub fn eval_vector_agg(ctx: &EvalCtx<'_>, agg: &VectorAggregation) -> Result<Gri
     };
     let keeps_series = matches!(
         op,
-        VectorOp::Topk | VectorOp::Bottomk | VectorOp::ApproxTopk | VectorOp::Sort | VectorOp::SortDesc
+        VectorOp::Topk
+            | VectorOp::Bottomk
+            | VectorOp::ApproxTopk
+            | VectorOp::Sort
+            | VectorOp::SortDesc
     );
 
     // Group of every input row, computed once.
@@ -146,7 +150,10 @@ pub fn eval_vector_agg(ctx: &EvalCtx<'_>, agg: &VectorAggregation) -> Result<Gri
                 continue;
             }
             if keeps_series {
-                let desc = matches!(op, VectorOp::Topk | VectorOp::ApproxTopk | VectorOp::SortDesc);
+                let desc = matches!(
+                    op,
+                    VectorOp::Topk | VectorOp::ApproxTopk | VectorOp::SortDesc
+                );
                 a.members.sort_by(|x, y| value_order(x.1, y.1, desc));
                 let take = if matches!(op, VectorOp::Sort | VectorOp::SortDesc) {
                     a.members.len()
@@ -182,9 +189,11 @@ fn add_to_group(a: &mut GroupAcc, op: VectorOp, r: usize, v: f64) {
         a.mean = v;
         match op {
             VectorOp::Stddev | VectorOp::Stdvar => a.value = 0.0,
-            VectorOp::Topk | VectorOp::Bottomk | VectorOp::ApproxTopk | VectorOp::Sort | VectorOp::SortDesc => {
-                a.members.push((r, v))
-            }
+            VectorOp::Topk
+            | VectorOp::Bottomk
+            | VectorOp::ApproxTopk
+            | VectorOp::Sort
+            | VectorOp::SortDesc => a.members.push((r, v)),
             _ => {}
         }
         return;
@@ -218,9 +227,11 @@ fn add_to_group(a: &mut GroupAcc, op: VectorOp, r: usize, v: f64) {
             a.mean += delta / a.count as f64;
             a.value += delta * (v - a.mean);
         }
-        VectorOp::Topk | VectorOp::Bottomk | VectorOp::ApproxTopk | VectorOp::Sort | VectorOp::SortDesc => {
-            a.members.push((r, v))
-        }
+        VectorOp::Topk
+        | VectorOp::Bottomk
+        | VectorOp::ApproxTopk
+        | VectorOp::Sort
+        | VectorOp::SortDesc => a.members.push((r, v)),
     }
 }
 
