@@ -38,6 +38,9 @@ pub struct MetricLimits {
     /// Maximum number of evaluation steps of a range query (Loki rejects more
     /// than 11,000 points per series).
     pub max_points_per_series: usize,
+    /// Maximum series × steps held by one range aggregation before the
+    /// outer aggregations reduce it; bounds memory (about 16 bytes each).
+    pub max_intermediate_points: usize,
 }
 
 impl Default for MetricLimits {
@@ -45,6 +48,7 @@ impl Default for MetricLimits {
         MetricLimits {
             max_query_series: 500,
             max_points_per_series: 11_000,
+            max_intermediate_points: 10_000_000,
         }
     }
 }
@@ -83,6 +87,7 @@ pub fn eval_metric(
         steps,
         source,
         preserve_error: groups_by_error(expr),
+        max_points: limits.max_intermediate_points,
     };
     let grid = ctx.eval(expr)?;
 
@@ -277,6 +282,8 @@ pub struct EvalCtx<'a> {
     pub source: &'a dyn SampleSource,
     /// The query groups by `__error__`, so pipeline errors are data.
     pub preserve_error: bool,
+    /// See [`MetricLimits::max_intermediate_points`].
+    pub max_points: usize,
 }
 
 impl EvalCtx<'_> {

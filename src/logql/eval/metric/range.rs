@@ -435,6 +435,8 @@ pub struct RangeAccumulator<A: WindowAcc> {
     seen: HashMap<Labels, usize>,
     groups: HashMap<Labels, usize>,
     rows: Vec<(Labels, Vec<A>)>,
+    /// Most rows this accumulator may hold (memory is rows × steps).
+    max_rows: usize,
     error: Option<EvalError>,
 }
 
@@ -449,8 +451,16 @@ impl<A: WindowAcc> RangeAccumulator<A> {
             seen: HashMap::new(),
             groups: HashMap::new(),
             rows: Vec::new(),
+            max_rows: usize::MAX,
             error: None,
         }
+    }
+
+    /// Fails the aggregation with Loki's series-limit error once it holds
+    /// more than `max_rows` series.
+    pub fn with_max_rows(mut self, max_rows: usize) -> Self {
+        self.max_rows = max_rows;
+        self
     }
 
     /// The steps whose window contains `ts`: `t − offset − range < ts ≤ t −
@@ -493,6 +503,11 @@ impl<A: WindowAcc> RangeAccumulator<A> {
                     Some(&r) => r,
                     None => {
                         let r = self.rows.len();
+                        if r >= self.max_rows {
+                            let msg = super::series_limit_message(self.max_rows);
+                            self.error = Some(EvalError::Limit(msg));
+                            return;
+                        }
                         self.rows
                             .push((key.clone(), vec![A::default(); self.steps.n]));
                         self.groups.insert(key, r);
@@ -592,9 +607,18 @@ fn div_ceil(a: i128, b: i128) -> i128 {
 fn run<A: WindowAcc>(
     ctx: &EvalCtx<'_>,
     agg: &RangeAggregation,
+    pushdown: Option<&Grouping>,
     param: f64,
 ) -> Result<Grid, EvalError> {
-    let mut acc = RangeAccumulator::<A>::new(ctx.steps, agg, ctx.preserve_error);
+    let mut acc = match pushdown {
+        Some(g) => {
+            let mut grouped = agg.clone();
+            grouped.grouping = Some(g.clone());
+            RangeAccumulator::<A>::new(ctx.steps, &grouped, ctx.preserve_error)
+        }
+        None => RangeAccumulator::<A>::new(ctx.steps, agg, ctx.preserve_error),
+    };
+    acc = acc.with_max_rows(ctx.max_points / ctx.steps.n.max(1));
     let (from, through) = source_bounds(ctx.steps, agg);
     ctx.source
         .for_each_sample(agg, from, through, &mut |l, ts, v| acc.add(l, ts, v))?;
@@ -619,6 +643,32 @@ pub fn source_bounds(steps: Steps, agg: &RangeAggregation) -> (i64, i64) {
 
 /// Evaluates a range aggregation over every step.
 pub fn eval_range(ctx: &EvalCtx<'_>, agg: &RangeAggregation) -> Result<Grid, EvalError> {
+    eval_range_grouped(ctx, agg, None)
+}
+
+/// True for the range operations whose value over a set of series is the
+/// sum of their values (so `sum by (g)` can group the samples first).
+pub fn is_additive(agg: &RangeAggregation) -> bool {
+    agg.grouping.is_none()
+        && matches!(
+            agg.op,
+            RangeOp::CountOverTime
+                | RangeOp::Rate
+                | RangeOp::BytesOverTime
+                | RangeOp::BytesRate
+                | RangeOp::SumOverTime
+        )
+}
+
+/// Evaluates a range aggregation; with `pushdown`, samples are first grouped
+/// by that (an enclosing `sum`'s) grouping, which is exact for additive
+/// operations and bounds memory by groups instead of streams.
+pub fn eval_range_grouped(
+    ctx: &EvalCtx<'_>,
+    agg: &RangeAggregation,
+    pushdown: Option<&Grouping>,
+) -> Result<Grid, EvalError> {
+    let pushdown = if is_additive(agg) { pushdown } else { None };
     if agg.range <= 0 {
         return Err(EvalError::BadRequest(
             "invalid range: the range of a range aggregation must be positive".to_string(),
@@ -629,21 +679,21 @@ pub fn eval_range(ctx: &EvalCtx<'_>, agg: &RangeAggregation) -> Result<Grid, Eva
         | RangeOp::BytesOverTime
         | RangeOp::BytesRate
         | RangeOp::AbsentOverTime
-        | RangeOp::SumOverTime => run::<SumAcc>(ctx, agg, 0.0),
-        RangeOp::Rate if agg.unwrap.is_some() => run::<UnwrapRateAcc>(ctx, agg, 0.0),
-        RangeOp::Rate => run::<SumAcc>(ctx, agg, 0.0),
-        RangeOp::AvgOverTime => run::<AvgAcc>(ctx, agg, 0.0),
-        RangeOp::MaxOverTime | RangeOp::MinOverTime => run::<MinMaxAcc>(ctx, agg, 0.0),
-        RangeOp::FirstOverTime | RangeOp::LastOverTime => run::<FirstLastAcc>(ctx, agg, 0.0),
-        RangeOp::StdvarOverTime | RangeOp::StddevOverTime => run::<VarAcc>(ctx, agg, 0.0),
-        RangeOp::RateCounter => run::<ValuesAcc>(ctx, agg, 0.0),
+        | RangeOp::SumOverTime => run::<SumAcc>(ctx, agg, pushdown, 0.0),
+        RangeOp::Rate if agg.unwrap.is_some() => run::<UnwrapRateAcc>(ctx, agg, pushdown, 0.0),
+        RangeOp::Rate => run::<SumAcc>(ctx, agg, pushdown, 0.0),
+        RangeOp::AvgOverTime => run::<AvgAcc>(ctx, agg, None, 0.0),
+        RangeOp::MaxOverTime | RangeOp::MinOverTime => run::<MinMaxAcc>(ctx, agg, None, 0.0),
+        RangeOp::FirstOverTime | RangeOp::LastOverTime => run::<FirstLastAcc>(ctx, agg, None, 0.0),
+        RangeOp::StdvarOverTime | RangeOp::StddevOverTime => run::<VarAcc>(ctx, agg, None, 0.0),
+        RangeOp::RateCounter => run::<ValuesAcc>(ctx, agg, None, 0.0),
         RangeOp::QuantileOverTime => {
             let Some(q) = agg.param else {
                 return Err(EvalError::BadRequest(
                     "quantile_over_time requires a quantile parameter".to_string(),
                 ));
             };
-            run::<ValuesAcc>(ctx, agg, q)
+            run::<ValuesAcc>(ctx, agg, None, q)
         }
     }
 }

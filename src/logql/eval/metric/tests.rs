@@ -1057,3 +1057,39 @@ fn accumulators_merge_like_a_single_pass() {
     // t=30: 3, t=40: 3, t=50: 3, t=60: 3
     assert_eq!(g.rows[0].vals, vec![Some(3.0); 4]);
 }
+
+#[test]
+fn sum_groups_additive_samples_first_and_intermediate_series_are_bounded() {
+    let src = VecSource::new(web());
+    // 4 streams, room for 3 per range aggregation at one step.
+    let limits = MetricLimits {
+        max_intermediate_points: 3,
+        ..MetricLimits::default()
+    };
+    let err = eval_metric(
+        &vagg(VectorOp::Topk, Some(1.0), cot(), None),
+        &instant(60),
+        &src,
+        &limits,
+    )
+    .unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert!(err
+        .to_string()
+        .starts_with("maximum number of series (3) reached for a single query"));
+    // sum by (dc) of a count groups the samples into 2 series at the source:
+    // x = 3+1, y = 3+2; rate = those / 30s.
+    let e = vagg(
+        VectorOp::Sum,
+        None,
+        MetricExpr::Paren(Box::new(r(RangeOp::Rate, sel(&[]), 30))),
+        Some((false, &["dc"])),
+    );
+    let res = vector_of(eval_metric(&e, &instant(60), &src, &limits).unwrap());
+    assert_eq!(res.len(), 2);
+    assert!(close(res[0].1, 4.0 / 30.0) && close(res[1].1, 5.0 / 30.0));
+    assert_eq!(
+        (res[0].0.clone(), res[1].0.clone()),
+        (lbl(&[("dc", "x")]), lbl(&[("dc", "y")]))
+    );
+}

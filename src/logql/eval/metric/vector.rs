@@ -13,9 +13,16 @@ use std::collections::HashMap;
 use crate::labels::Labels;
 use crate::logql::eval::value::Sample;
 use crate::logql::eval::EvalError;
-use crate::logql::syntax::ast::{Grouping, VectorAggregation, VectorOp};
+use crate::logql::syntax::ast::{Grouping, MetricExpr, VectorAggregation, VectorOp};
 
-use super::{EvalCtx, Grid};
+use super::{range, EvalCtx, Grid};
+
+fn unparen(e: &MetricExpr) -> &MetricExpr {
+    match e {
+        MetricExpr::Paren(inner) => unparen(inner),
+        other => other,
+    }
+}
 
 /// The labels of the group a series belongs to: `by` keeps the listed
 /// labels, `without` removes them and `__name__`; no grouping is `by ()`.
@@ -73,7 +80,18 @@ struct GroupAcc {
 
 /// Evaluates a vector aggregation over every step.
 pub fn eval_vector_agg(ctx: &EvalCtx<'_>, agg: &VectorAggregation) -> Result<Grid, EvalError> {
-    let mut input = ctx.eval(&agg.expr)?;
+    let mut input = match (agg.op, unparen(&agg.expr)) {
+        // sum of an additive range aggregation: group the samples first.
+        (VectorOp::Sum, MetricExpr::RangeAgg(r)) => {
+            let by_nothing = Grouping {
+                without: false,
+                labels: Vec::new(),
+            };
+            let g = agg.grouping.as_ref().unwrap_or(&by_nothing);
+            range::eval_range_grouped(ctx, r, Some(g))?
+        }
+        _ => ctx.eval(&agg.expr)?,
+    };
     input.sort();
     let op = agg.op;
     let grouping = if op == VectorOp::ApproxTopk {
