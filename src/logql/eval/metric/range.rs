@@ -56,6 +56,11 @@ pub trait WindowAcc: Default + Clone {
     fn is_empty(&self) -> bool;
     /// The window's value, `None` when the window has no sample.
     fn value(&self, op: RangeOp, ctx: &WindowCtx) -> Option<f64>;
+    /// True when [`WindowAcc::unmerge`] can take samples back out, which
+    /// lets windows slide over per-step buckets.
+    const INVERTIBLE: bool = false;
+    /// Removes the samples of `other` (previously merged in) from `self`.
+    fn unmerge(&mut self, _other: &Self) {}
 }
 
 /// Count and sum: count_over_time, rate, bytes_*, sum_over_time, absent.
@@ -66,6 +71,16 @@ pub struct SumAcc {
 }
 
 impl WindowAcc for SumAcc {
+    const INVERTIBLE: bool = true;
+    fn unmerge(&mut self, other: &Self) {
+        self.count = self.count.saturating_sub(other.count);
+        // An empty window sums to exactly 0, whatever the rounding.
+        self.sum = if self.count == 0 {
+            0.0
+        } else {
+            self.sum - other.sum
+        };
+    }
     fn add(&mut self, _ts: i64, v: f64) {
         self.count += 1;
         self.sum += v;
@@ -97,6 +112,10 @@ impl WindowAcc for SumAcc {
 pub struct UnwrapRateAcc(SumAcc);
 
 impl WindowAcc for UnwrapRateAcc {
+    const INVERTIBLE: bool = true;
+    fn unmerge(&mut self, other: &Self) {
+        self.0.unmerge(&other.0)
+    }
     fn add(&mut self, ts: i64, v: f64) {
         self.0.add(ts, v)
     }
@@ -437,6 +456,10 @@ pub struct RangeAccumulator<A: WindowAcc> {
     rows: Vec<(Labels, Vec<A>)>,
     /// Most rows this accumulator may hold (memory is rows × steps).
     max_rows: usize,
+    /// `k = range / step` when each sample goes to one step-wide bucket and
+    /// windows are sliding sums of `k` buckets; 0 when each sample is added
+    /// to every window that contains it.
+    buckets_per_window: usize,
     error: Option<EvalError>,
 }
 
@@ -452,8 +475,40 @@ impl<A: WindowAcc> RangeAccumulator<A> {
             groups: HashMap::new(),
             rows: Vec::new(),
             max_rows: usize::MAX,
+            buckets_per_window: sliding_buckets::<A>(steps, agg.range),
             error: None,
         }
+    }
+
+    /// Accumulators per row: one per step, or one per step-wide bucket
+    /// (`n + k − 1` of them) when windows slide over buckets.
+    fn row_len(&self) -> usize {
+        match self.buckets_per_window {
+            0 => self.steps.n,
+            k => self.steps.n + k - 1,
+        }
+    }
+
+    /// Per-step windows of a row: the row itself, or the sliding sums of `k`
+    /// consecutive buckets.
+    fn windows(&self, accs: Vec<A>) -> Vec<A> {
+        let k = self.buckets_per_window;
+        if k == 0 {
+            return accs;
+        }
+        let mut out = Vec::with_capacity(self.steps.n);
+        let mut cur = A::default();
+        for b in accs.iter().take(k) {
+            cur.merge(b.clone());
+        }
+        for i in 0..self.steps.n {
+            out.push(cur.clone());
+            if let (Some(old), Some(new)) = (accs.get(i), accs.get(i + k)) {
+                cur.unmerge(old);
+                cur.merge(new.clone());
+            }
+        }
+        out
     }
 
     /// Fails the aggregation with Loki's series-limit error once it holds
@@ -509,7 +564,7 @@ impl<A: WindowAcc> RangeAccumulator<A> {
                             return;
                         }
                         self.rows
-                            .push((key.clone(), vec![A::default(); self.steps.n]));
+                            .push((key.clone(), vec![A::default(); self.row_len()]));
                         self.groups.insert(key, r);
                         r
                     }
@@ -518,9 +573,22 @@ impl<A: WindowAcc> RangeAccumulator<A> {
                 r
             }
         };
+        let k = self.buckets_per_window;
         if let Some((_, accs)) = self.rows.get_mut(row) {
-            for acc in accs.iter_mut().take(last + 1).skip(first) {
-                acc.add(ts, v);
+            if k > 0 {
+                // The sample's windows are exactly steps first..first+k-1
+                // (some past the last step); its bucket is the last of them.
+                let s = &self.steps;
+                let u = ts as i128 + self.offset as i128;
+                let i_first = div_ceil(u - s.start as i128, s.step as i128);
+                let b = i_first + k as i128 - 1;
+                if let Some(acc) = usize::try_from(b).ok().and_then(|b| accs.get_mut(b)) {
+                    acc.add(ts, v);
+                }
+            } else {
+                for acc in accs.iter_mut().take(last + 1).skip(first) {
+                    acc.add(ts, v);
+                }
             }
         }
     }
@@ -538,7 +606,7 @@ impl<A: WindowAcc> RangeAccumulator<A> {
                 None => {
                     let r = self.rows.len();
                     self.rows
-                        .push((labels.clone(), vec![A::default(); self.steps.n]));
+                        .push((labels.clone(), vec![A::default(); self.row_len()]));
                     self.groups.insert(labels, r);
                     r
                 }
@@ -558,12 +626,14 @@ impl<A: WindowAcc> RangeAccumulator<A> {
     }
 
     /// The values per step.
-    pub fn finish(self, op: RangeOp, param: f64) -> Result<Grid, EvalError> {
-        if let Some(e) = self.error {
+    pub fn finish(mut self, op: RangeOp, param: f64) -> Result<Grid, EvalError> {
+        if let Some(e) = self.error.take() {
             return Err(e);
         }
         let mut grid = Grid::new(self.steps.n);
-        for (labels, accs) in self.rows {
+        let rows = std::mem::take(&mut self.rows);
+        for (labels, accs) in rows {
+            let accs = self.windows(accs);
             let row = grid.row_mut(&labels);
             for (i, acc) in accs.iter().enumerate() {
                 let ctx = WindowCtx {
@@ -578,10 +648,15 @@ impl<A: WindowAcc> RangeAccumulator<A> {
     }
 
     /// For `absent_over_time`: 1 at every step no series has a sample.
-    pub fn finish_absent(self, labels: Labels) -> Result<Grid, EvalError> {
-        if let Some(e) = self.error {
+    pub fn finish_absent(mut self, labels: Labels) -> Result<Grid, EvalError> {
+        if let Some(e) = self.error.take() {
             return Err(e);
         }
+        let rows = std::mem::take(&mut self.rows);
+        self.rows = rows
+            .into_iter()
+            .map(|(l, accs)| (l, self.windows(accs)))
+            .collect();
         let mut grid = Grid::new(self.steps.n);
         for i in 0..self.steps.n {
             let present = self
@@ -593,6 +668,19 @@ impl<A: WindowAcc> RangeAccumulator<A> {
             }
         }
         Ok(grid)
+    }
+}
+
+/// `range / step` when windows can slide over step-wide buckets (an
+/// invertible accumulator, a range query, range a multiple of step, and
+/// windows spanning at least two steps); 0 otherwise.
+fn sliding_buckets<A: WindowAcc>(steps: Steps, range: i64) -> usize {
+    if !A::INVERTIBLE || steps.n < 2 || steps.step <= 0 || range % steps.step != 0 {
+        return 0;
+    }
+    match usize::try_from(range / steps.step) {
+        Ok(k) if k >= 2 && k <= steps.n.saturating_mul(4).max(64) => k,
+        _ => 0,
     }
 }
 

@@ -1093,3 +1093,65 @@ fn sum_groups_additive_samples_first_and_intermediate_series_are_bounded() {
         (lbl(&[("dc", "x")]), lbl(&[("dc", "y")]))
     );
 }
+
+#[test]
+fn sliding_windows_over_step_buckets_match_the_definition() {
+    // range 20s = 2 steps of 10s, so samples are bucketed per step and
+    // windows slide. series_a has v=i at 10·i s.
+    let src = VecSource::new(series_a());
+    let mut agg = ragg(RangeOp::SumOverTime, sel(&[("app", "a")]), 20);
+    let pts = |e: &MetricExpr| match eval(e, &range_q(10, 70, 10), &src).unwrap() {
+        QueryResult::Matrix(m) if m.len() == 1 => m[0].points.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    // t=10: (−10,10] → 1; t=20: (0,20] → 1+2; t=30: 2+3; t=40: 3+4;
+    // t=50: 4+5; t=60: 5+6; t=70: (50,70] → 6.
+    assert_eq!(
+        pts(&MetricExpr::RangeAgg(agg.clone())),
+        vec![
+            (10_000, 1.0),
+            (20_000, 3.0),
+            (30_000, 5.0),
+            (40_000, 7.0),
+            (50_000, 9.0),
+            (60_000, 11.0),
+            (70_000, 6.0)
+        ]
+    );
+    agg.op = RangeOp::CountOverTime;
+    assert_eq!(
+        pts(&MetricExpr::RangeAgg(agg.clone())),
+        vec![
+            (10_000, 1.0),
+            (20_000, 2.0),
+            (30_000, 2.0),
+            (40_000, 2.0),
+            (50_000, 2.0),
+            (60_000, 2.0),
+            (70_000, 1.0)
+        ]
+    );
+    // offset 10s: window (t−30, t−10]; t=10 is empty and omitted.
+    agg.op = RangeOp::SumOverTime;
+    agg.offset = 10 * S;
+    assert_eq!(
+        pts(&MetricExpr::RangeAgg(agg)),
+        vec![
+            (20_000, 1.0),
+            (30_000, 3.0),
+            (40_000, 5.0),
+            (50_000, 7.0),
+            (60_000, 9.0),
+            (70_000, 11.0)
+        ]
+    );
+    // absent_over_time over buckets: (60,80] and (70,90] are empty.
+    let e = r(RangeOp::AbsentOverTime, sel(&[("app", "a")]), 20);
+    assert_eq!(
+        eval(&e, &range_q(10, 90, 10), &src).unwrap(),
+        QueryResult::Matrix(vec![Series {
+            metric: lbl(&[("app", "a")]),
+            points: vec![(80_000, 1.0), (90_000, 1.0)],
+        }])
+    );
+}
