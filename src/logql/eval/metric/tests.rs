@@ -1155,3 +1155,83 @@ fn sliding_windows_over_step_buckets_match_the_definition() {
         }])
     );
 }
+
+#[test]
+fn rate_counter_caps_extrapolation_at_half_an_interval_and_at_the_zero_point() {
+    let c = lbl(&[("app", "c")]);
+    let rc = |range_s: i64| r(RangeOp::RateCounter, sel(&[("app", "c")]), range_s);
+    // Samples 600 @150s and 660 @180s (spacing 30s, threshold 33s).
+    let src = VecSource::new(vec![
+        (c.clone(), 150 * S, 600.0),
+        (c.clone(), 180 * S, 660.0),
+    ]);
+    // (90,180]: first sample 60s from the start (> 33s) → +15s; end exact.
+    // 60 × (30+15)/30 = 90 over 90s = 1.
+    assert!(close(one_value(&rc(90), 180, &src), 1.0));
+    // (120,210]: 30s each side (< 33s) → 60 × 90/30 = 180 over 90s = 2.
+    assert!(close(one_value(&rc(90), 210, &src), 2.0));
+    // (90,240]: both sides 60s away → +15s each: 60 × 60/30 = 120 / 150s = 0.8.
+    assert!(close(one_value(&rc(150), 240, &src), 0.8));
+    // Zero point: 30 @75s and 90 @105s over (45,105]: 30s to the start,
+    // but the counter was 0 at 30 × 30/60 = 15s before the first sample:
+    // 60 × (30+15)/30 = 90 over 60s = 1.5.
+    let src = VecSource::new(vec![(c.clone(), 75 * S, 30.0), (c.clone(), 105 * S, 90.0)]);
+    assert!(close(one_value(&rc(60), 105, &src), 1.5));
+    // Threshold cap before zero point: 40 @180s, 100 @210s over (120,210]:
+    // 60s to the start → capped to 15s; zero point 30 × 40/60 = 20s is not
+    // shorter, so 60 × 45/30 = 90 over 90s = 1.
+    let src = VecSource::new(vec![(c.clone(), 180 * S, 40.0), (c, 210 * S, 100.0)]);
+    assert!(close(one_value(&rc(90), 210, &src), 1.0));
+}
+
+#[test]
+fn nan_and_infinities_in_aggregations() {
+    let k = |v: &str| lbl(&[("app", "n"), ("k", v)]);
+    let src = VecSource::new(vec![
+        (k("a"), 40 * S, f64::NAN),
+        (k("a"), 50 * S, 2.0),
+        (k("b"), 40 * S, f64::INFINITY),
+        (k("b"), 50 * S, 3.0),
+        (k("c"), 40 * S, f64::NAN),
+    ]);
+    let at = |op: RangeOp| {
+        vector_of(eval(&r(op, sel(&[("app", "n")]), 30), &instant(60), &src).unwrap())
+    };
+    // max/min: a leading NaN is ignored; all NaN stays NaN.
+    let max = at(RangeOp::MaxOverTime);
+    assert_eq!((max[0].1, max[1].1), (2.0, f64::INFINITY));
+    assert!(max[2].1.is_nan());
+    // avg: +Inf absorbs a finite value; NaN poisons.
+    let avg = at(RangeOp::AvgOverTime);
+    assert!(avg[0].1.is_nan());
+    assert_eq!(avg[1].1, f64::INFINITY);
+    // topk(1) drops NaN behind any number: b (+Inf at max) then a (2).
+    let e = vagg(
+        VectorOp::Topk,
+        Some(2.0),
+        r(RangeOp::MaxOverTime, sel(&[("app", "n")]), 30),
+        None,
+    );
+    let top = vector_of(eval(&e, &instant(60), &src).unwrap());
+    assert_eq!(top, vec![(k("a"), 2.0), (k("b"), f64::INFINITY)]);
+    // NaN != 1 keeps the NaN sample; NaN > bool 1 is 0.
+    let maxv = || r(RangeOp::MaxOverTime, sel(&[("app", "n"), ("k", "c")]), 30);
+    let res = vector_of(
+        eval(
+            &bin(BinOp::Neq, maxv(), lit(1.0), BinModifier::default()),
+            &instant(60),
+            &src,
+        )
+        .unwrap(),
+    );
+    assert!(res.len() == 1 && res[0].1.is_nan());
+    let res = vector_of(
+        eval(
+            &bin(BinOp::Gt, maxv(), lit(1.0), with_bool()),
+            &instant(60),
+            &src,
+        )
+        .unwrap(),
+    );
+    assert_eq!(res, vec![(k("c"), 0.0)]);
+}
