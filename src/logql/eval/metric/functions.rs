@@ -5,6 +5,7 @@ use regex::Regex;
 use crate::labels::Labels;
 use crate::logql::eval::EvalError;
 use crate::logql::syntax::ast::LabelReplace;
+use crate::logql::syntax::ParseError;
 
 use super::{EvalCtx, Grid, Steps};
 
@@ -21,9 +22,11 @@ pub fn vector_of(steps: Steps, v: f64) -> Grid {
 /// Compiles `label_replace`'s regex, fully anchored as Prometheus does.
 pub fn compile_anchored(re: &str) -> Result<Regex, EvalError> {
     Regex::new(&format!("^(?:{re})$")).map_err(|e| {
-        EvalError::BadRequest(format!(
-            "invalid regular expression in label_replace(): {re}: {e}"
-        ))
+        EvalError::Parse(ParseError {
+            line: 0,
+            col: 0,
+            msg: format!("invalid regex in label_replace: {e}"),
+        })
     })
 }
 

@@ -88,6 +88,7 @@ pub fn eval_metric(
         source,
         preserve_error: groups_by_error(expr),
         max_points: limits.max_intermediate_points,
+        instant: params.instant,
     };
     let grid = ctx.eval(expr)?;
 
@@ -284,6 +285,8 @@ pub struct EvalCtx<'a> {
     pub preserve_error: bool,
     /// See [`MetricLimits::max_intermediate_points`].
     pub max_points: usize,
+    /// An instant query (some operations are only allowed there).
+    pub instant: bool,
 }
 
 impl EvalCtx<'_> {

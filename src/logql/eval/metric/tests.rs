@@ -1235,3 +1235,25 @@ fn nan_and_infinities_in_aggregations() {
     );
     assert_eq!(res, vec![(k("c"), 0.0)]);
 }
+
+#[test]
+fn parse_level_errors_of_functions_and_aggregations() {
+    let src = VecSource::new(web());
+    let e = vagg(VectorOp::ApproxTopk, Some(1.0), cot(), None);
+    let err = eval(&e, &range_q(30, 60, 30), &src).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "count min sketches are only supported on instant queries"
+    );
+    let e = vagg(VectorOp::Topk, None, cot(), None);
+    let err = eval(&e, &instant(60), &src).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "parse error : parameter required for operation topk"
+    );
+    let err = eval(&lr("n", "$1", "pod", "("), &instant(60), &src).unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert!(err
+        .to_string()
+        .starts_with("parse error : invalid regex in label_replace: "));
+}

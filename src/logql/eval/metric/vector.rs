@@ -14,6 +14,7 @@ use crate::labels::Labels;
 use crate::logql::eval::value::Sample;
 use crate::logql::eval::EvalError;
 use crate::logql::syntax::ast::{Grouping, MetricExpr, VectorAggregation, VectorOp};
+use crate::logql::syntax::ParseError;
 
 use super::{range, EvalCtx, Grid};
 
@@ -102,11 +103,17 @@ pub fn eval_vector_agg(ctx: &EvalCtx<'_>, agg: &VectorAggregation) -> Result<Gri
     let k = match op {
         VectorOp::Topk | VectorOp::Bottomk | VectorOp::ApproxTopk => {
             let Some(p) = agg.param else {
-                return Err(EvalError::BadRequest(format!(
-                    "parameter required for operation {}",
-                    op_name(op)
-                )));
+                return Err(EvalError::Parse(ParseError {
+                    line: 0,
+                    col: 0,
+                    msg: format!("parameter required for operation {}", op_name(op)),
+                }));
             };
+            if op == VectorOp::ApproxTopk && !ctx.instant {
+                return Err(EvalError::BadRequest(
+                    "count min sketches are only supported on instant queries".to_string(),
+                ));
+            }
             if p.is_nan() || p < 1.0 {
                 0
             } else if p >= usize::MAX as f64 {
