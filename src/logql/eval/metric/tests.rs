@@ -1257,3 +1257,140 @@ fn parse_level_errors_of_functions_and_aggregations() {
         .to_string()
         .starts_with("parse error : invalid regex in label_replace: "));
 }
+
+/// Reference: the value of `op` over the samples of one window, straight
+/// from the definitions (two-pass variance, sorted quantile).
+fn reference_value(op: RangeOp, w: &mut [(i64, f64)], range: i64, end: i64, phi: f64) -> f64 {
+    w.sort_by_key(|s| s.0);
+    let n = w.len() as f64;
+    let sum: f64 = w.iter().map(|s| s.1).sum();
+    let secs = range as f64 / 1e9;
+    let mean = sum / n;
+    let var = w.iter().map(|s| (s.1 - mean) * (s.1 - mean)).sum::<f64>() / n;
+    match op {
+        RangeOp::CountOverTime => n,
+        RangeOp::Rate => n / secs,
+        RangeOp::BytesOverTime | RangeOp::SumOverTime => sum,
+        RangeOp::BytesRate => sum / secs,
+        RangeOp::AvgOverTime => mean,
+        RangeOp::MaxOverTime => w.iter().map(|s| s.1).fold(f64::MIN, f64::max),
+        RangeOp::MinOverTime => w.iter().map(|s| s.1).fold(f64::MAX, f64::min),
+        RangeOp::FirstOverTime => w[0].1,
+        RangeOp::LastOverTime => w[w.len() - 1].1,
+        RangeOp::StdvarOverTime => var,
+        RangeOp::StddevOverTime => var.sqrt(),
+        RangeOp::QuantileOverTime => {
+            let mut v: Vec<f64> = w.iter().map(|s| s.1).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            let rank = phi * (n - 1.0);
+            let (lo, hi) = (
+                rank.floor() as usize,
+                (rank.floor() as usize + 1).min(v.len() - 1),
+            );
+            v[lo] + (v[hi] - v[lo]) * (rank - rank.floor())
+        }
+        RangeOp::RateCounter => super::range::extrapolated_counter_rate(w, range, end),
+        RangeOp::AbsentOverTime => 1.0,
+    }
+}
+
+#[test]
+fn every_range_function_matches_a_brute_force_reference() {
+    // Deterministic pseudo-random samples: 3 series, distinct ms timestamps
+    // in [0, 200s), values in [-5, 10).
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut samples = vec![];
+    let mut used = std::collections::HashSet::new();
+    for i in 0..240 {
+        let ts = (next() % 200_000) as i64 * 1_000_000;
+        if !used.insert(ts) {
+            continue;
+        }
+        let v = (next() % 1500) as f64 / 100.0 - 5.0;
+        let s = ["1", "2", "3"][i % 3];
+        samples.push((lbl(&[("app", "r"), ("s", s)]), ts, v));
+    }
+    let src = VecSource::new(samples.clone());
+    let ops = [
+        RangeOp::CountOverTime,
+        RangeOp::Rate,
+        RangeOp::BytesOverTime,
+        RangeOp::BytesRate,
+        RangeOp::SumOverTime,
+        RangeOp::AvgOverTime,
+        RangeOp::MaxOverTime,
+        RangeOp::MinOverTime,
+        RangeOp::FirstOverTime,
+        RangeOp::LastOverTime,
+        RangeOp::StdvarOverTime,
+        RangeOp::StddevOverTime,
+        RangeOp::QuantileOverTime,
+        RangeOp::RateCounter,
+    ];
+    let mut checked = 0;
+    for (step_s, range_s, offset_s, start_s) in [
+        (10, 30, 0, 0),  // range a multiple of step: sliding buckets
+        (10, 10, 5, 23), // range == step
+        (7, 30, 13, 60), // step does not divide range
+        (15, 1, 0, 40),  // range < step: gaps between windows
+        (1, 45, 0, 100), // many windows per sample
+        (20, 60, 5, 7),
+    ] {
+        let (step, range, offset, start) = (step_s * S, range_s * S, offset_s * S, start_s * S);
+        let params = range_q(start_s, start_s + 20 * step_s, step_s);
+        for op in ops {
+            let mut agg = ragg(op, sel(&[("app", "r")]), range_s);
+            agg.offset = offset;
+            agg.param = Some(0.3);
+            let got = match eval(&MetricExpr::RangeAgg(agg), &params, &src).unwrap() {
+                QueryResult::Matrix(m) => m,
+                other => panic!("{other:?}"),
+            };
+            for series in ["1", "2", "3"] {
+                let l = lbl(&[("app", "r"), ("s", series)]);
+                let mut want = vec![];
+                for i in 0..=20 {
+                    let t = start + i * step;
+                    let mut w: Vec<(i64, f64)> = samples
+                        .iter()
+                        .filter(|(sl, ts, _)| {
+                            *sl == l && *ts > t - offset - range && *ts <= t - offset
+                        })
+                        .map(|(_, ts, v)| (*ts, *v))
+                        .collect();
+                    if !w.is_empty() {
+                        want.push((
+                            t / 1_000_000,
+                            reference_value(op, &mut w, range, t - offset, 0.3),
+                        ));
+                    }
+                }
+                let got_pts = got
+                    .iter()
+                    .find(|s| s.metric == l)
+                    .map(|s| s.points.clone())
+                    .unwrap_or_default();
+                assert_eq!(
+                    got_pts.len(),
+                    want.len(),
+                    "{op:?} {step_s}/{range_s}/{offset_s} series {series}"
+                );
+                for ((gt, gv), (wt, wv)) in got_pts.iter().zip(want.iter()) {
+                    assert_eq!(gt, wt);
+                    assert!(
+                        (gv - wv).abs() <= 1e-9 * (1.0 + wv.abs()),
+                        "{op:?} at {gt}: {gv} vs {wv}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "only {checked} points checked");
+}
