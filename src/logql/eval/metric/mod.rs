@@ -35,8 +35,8 @@ use crate::logql::syntax::ast::{MetricExpr, VectorOp};
 pub struct MetricLimits {
     /// Maximum number of series in the result (Loki's `max_query_series`).
     pub max_query_series: usize,
-    /// Maximum number of evaluation steps of a range query (Loki rejects more
-    /// than 11,000 points per series).
+    /// Maximum `(end − start) / step` of a range query (Loki's API rejects
+    /// more than 11,000).
     pub max_points_per_series: usize,
     /// Maximum series × steps held by one range aggregation before the
     /// outer aggregations reduce it; bounds memory (about 16 bytes each).
@@ -171,16 +171,18 @@ impl Steps {
         }
         if params.end < params.start {
             return Err(EvalError::BadRequest(
-                "end timestamp must not be before start time".to_string(),
+                "end timestamp must not be before or equal to start time".to_string(),
             ));
         }
-        let n = ((params.end as i128 - params.start as i128) / params.step as i128) + 1;
-        if n > limits.max_points_per_series as i128 {
+        // Loki's API allows (end − start)/step ≤ 11,000 intervals.
+        let intervals = (params.end as i128 - params.start as i128) / params.step as i128;
+        if intervals > limits.max_points_per_series as i128 {
             return Err(EvalError::BadRequest(format!(
-                "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
+                "exceeded maximum resolution of {} points per time series. Try increasing the value of the step parameter",
                 group_thousands(limits.max_points_per_series)
             )));
         }
+        let n = intervals + 1;
         Ok(Steps {
             start: params.start,
             step: params.step,

@@ -523,12 +523,13 @@ fn series_limit_counts_result_series() {
 fn too_many_steps_and_bad_steps_are_rejected() {
     let src = VecSource::new(vec![]);
     let e = r(RangeOp::CountOverTime, sel(&[("app", "a")]), 30);
-    let err = eval(&e, &range_q(0, 11_000, 1), &src).unwrap_err();
+    let err = eval(&e, &range_q(0, 11_001, 1), &src).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
+        "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter"
     );
-    assert!(eval(&e, &range_q(0, 10_999, 1), &src).is_ok());
+    // 11,000 intervals (11,001 steps) are allowed.
+    assert!(eval(&e, &range_q(0, 11_000, 1), &src).is_ok());
     assert_eq!(
         eval(&e, &range_q(0, 10, 0), &src).unwrap_err().status(),
         400
