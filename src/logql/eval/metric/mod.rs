@@ -41,6 +41,9 @@ pub struct MetricLimits {
     /// Maximum series × steps held by one range aggregation before the
     /// outer aggregations reduce it; bounds memory (about 16 bytes each).
     pub max_intermediate_points: usize,
+    /// Maximum series held by one range aggregation before the outer
+    /// aggregations reduce it (each costs its label set twice).
+    pub max_intermediate_series: usize,
 }
 
 impl Default for MetricLimits {
@@ -49,6 +52,7 @@ impl Default for MetricLimits {
             max_query_series: 500,
             max_points_per_series: 11_000,
             max_intermediate_points: 10_000_000,
+            max_intermediate_series: 100_000,
         }
     }
 }
@@ -88,6 +92,7 @@ pub fn eval_metric(
         source,
         preserve_error: groups_by_error(expr),
         max_points: limits.max_intermediate_points,
+        max_series: limits.max_intermediate_series,
         instant: params.instant,
     };
     let grid = ctx.eval(expr)?;
@@ -287,6 +292,8 @@ pub struct EvalCtx<'a> {
     pub preserve_error: bool,
     /// See [`MetricLimits::max_intermediate_points`].
     pub max_points: usize,
+    /// See [`MetricLimits::max_intermediate_series`].
+    pub max_series: usize,
     /// An instant query (some operations are only allowed there).
     pub instant: bool,
 }

@@ -537,7 +537,13 @@ impl<A: WindowAcc> RangeAccumulator<A> {
         let Some((first, last)) = self.step_span(ts) else {
             return;
         };
-        let row = match self.seen.get(labels) {
+        // Without grouping a series is its own group: `groups` serves as
+        // `seen`, saving a copy of every label set.
+        let known = match self.grouping {
+            None => self.groups.get(labels),
+            Some(_) => self.seen.get(labels),
+        };
+        let row = match known {
             Some(&r) => r,
             None => {
                 let has_err = labels.contains(ERROR_LABEL);
@@ -569,7 +575,9 @@ impl<A: WindowAcc> RangeAccumulator<A> {
                         r
                     }
                 };
-                self.seen.insert(labels.clone(), r);
+                if self.grouping.is_some() {
+                    self.seen.insert(labels.clone(), r);
+                }
                 r
             }
         };
@@ -706,7 +714,7 @@ fn run<A: WindowAcc>(
         }
         None => RangeAccumulator::<A>::new(ctx.steps, agg, ctx.preserve_error),
     };
-    acc = acc.with_max_rows(ctx.max_points / ctx.steps.n.max(1));
+    acc = acc.with_max_rows((ctx.max_points / ctx.steps.n.max(1)).min(ctx.max_series));
     let (from, through) = source_bounds(ctx.steps, agg);
     ctx.source
         .for_each_sample(agg, from, through, &mut |l, ts, v| acc.add(l, ts, v))?;

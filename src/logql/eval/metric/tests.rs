@@ -1078,6 +1078,14 @@ fn sum_groups_additive_samples_first_and_intermediate_series_are_bounded() {
     assert!(err
         .to_string()
         .starts_with("maximum number of series (3) reached for a single query"));
+    // The same bound by series count, whatever the number of steps.
+    let by_series = MetricLimits {
+        max_intermediate_series: 3,
+        ..MetricLimits::default()
+    };
+    let e = vagg(VectorOp::Topk, Some(1.0), cot(), None);
+    let err = eval_metric(&e, &range_q(30, 60, 10), &src, &by_series).unwrap_err();
+    assert!(matches!(err, EvalError::Limit(_)));
     // sum by (dc) of a count groups the samples into 2 series at the source:
     // x = 3+1, y = 3+2; rate = those / 30s.
     let e = vagg(
