@@ -59,6 +59,11 @@ pub trait WindowAcc: Default + Clone {
     /// True when [`WindowAcc::unmerge`] can take samples back out, which
     /// lets windows slide over per-step buckets.
     const INVERTIBLE: bool = false;
+    /// True when samples should go to step-wide buckets, each window being
+    /// the merge of `k` buckets: always for invertible accumulators (windows
+    /// slide), and for value lists (each sample is stored once instead of
+    /// once per window).
+    const BUCKETED: bool = Self::INVERTIBLE;
     /// Removes the samples of `other` (previously merged in) from `self`.
     fn unmerge(&mut self, _other: &Self) {}
 }
@@ -312,6 +317,7 @@ pub struct ValuesAcc {
 }
 
 impl WindowAcc for ValuesAcc {
+    const BUCKETED: bool = true;
     fn add(&mut self, ts: i64, v: f64) {
         self.samples.push((ts, v));
     }
@@ -497,6 +503,16 @@ impl<A: WindowAcc> RangeAccumulator<A> {
             return accs;
         }
         let mut out = Vec::with_capacity(self.steps.n);
+        if !A::INVERTIBLE {
+            for i in 0..self.steps.n {
+                let mut w = A::default();
+                for b in accs.iter().skip(i).take(k) {
+                    w.merge(b.clone());
+                }
+                out.push(w);
+            }
+            return out;
+        }
         let mut cur = A::default();
         for b in accs.iter().take(k) {
             cur.merge(b.clone());
@@ -679,11 +695,11 @@ impl<A: WindowAcc> RangeAccumulator<A> {
     }
 }
 
-/// `range / step` when windows can slide over step-wide buckets (an
-/// invertible accumulator, a range query, range a multiple of step, and
-/// windows spanning at least two steps); 0 otherwise.
+/// `range / step` when samples go to step-wide buckets (a bucketed
+/// accumulator, a range query, range a multiple of step, and windows
+/// spanning at least two steps); 0 otherwise.
 fn sliding_buckets<A: WindowAcc>(steps: Steps, range: i64) -> usize {
-    if !A::INVERTIBLE || steps.n < 2 || steps.step <= 0 || range % steps.step != 0 {
+    if !A::BUCKETED || steps.n < 2 || steps.step <= 0 || range % steps.step != 0 {
         return 0;
     }
     match usize::try_from(range / steps.step) {
