@@ -2,11 +2,14 @@
 //! evaluated at every step in one pass over the samples.
 //!
 //! Step `t` aggregates the samples with `t − range − offset < ts ≤ t −
-//! offset`. Each sample is added to the accumulator of every step whose
-//! window contains it (usually one to `range/step` steps), so samples may
-//! arrive in any order and memory is series × steps. Accumulators are
-//! [`WindowAcc`]s: small, op-specific, and mergeable, so that disjoint chunks
-//! of data can be accumulated separately and combined.
+//! offset`. Samples may arrive in any order; memory is series × steps. Each
+//! sample is either added to the accumulator of every step whose window
+//! contains it, or — when the range is a multiple of the step — to one
+//! step-wide bucket, windows then being sliding sums (count, sum) or merges
+//! (value lists for quantiles and counter rates) of `range/step` buckets.
+//! Accumulators are [`WindowAcc`]s: small, op-specific and mergeable, and a
+//! whole [`RangeAccumulator`] merges too, so disjoint chunks of data can be
+//! accumulated on several threads and combined.
 
 use std::collections::HashMap;
 
