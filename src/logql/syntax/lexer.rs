@@ -157,7 +157,10 @@ pub(crate) fn lex(input: &str) -> Vec<Token> {
         pos = skip_space_and_comments(input, pos);
         let rest = &input[pos..];
         let Some(c) = rest.chars().next() else {
-            out.push(Token { kind: Kind::Eof, offset: pos });
+            out.push(Token {
+                kind: Kind::Eof,
+                offset: pos,
+            });
             return out;
         };
         let (kind, len) = lex_one(rest, c);
@@ -259,7 +262,12 @@ fn number(i: &str) -> IResult<&str, &str> {
     let with_int = (digit1, opt((tag("."), opt(digit1))), opt(exponent));
     let exponent2 = (one_of("eE"), opt(one_of("+-")), digit1);
     let frac_only = (tag("."), digit1, opt(exponent2));
-    alt((recognize(with_int), recognize(frac_only))).parse(i)
+    let hex = (
+        tag("0"),
+        one_of("xX"),
+        take_while1(|c: char| c.is_ascii_hexdigit() || c == '_'),
+    );
+    alt((recognize(hex), recognize(with_int), recognize(frac_only))).parse(i)
 }
 
 fn lex_word(rest: &str) -> (Kind, usize) {
@@ -339,11 +347,10 @@ const MS: i64 = 1_000_000;
 /// in that order, each at most once; or `0`.
 pub fn parse_prometheus_duration(s: &str) -> Result<i64, String> {
     let invalid = || format!("not a valid duration string: {s:?}");
-    if s.is_empty() {
-        return Err("empty duration string".into());
-    }
-    if s == "0" {
-        return Ok(0);
+    match s {
+        "0" => return Ok(0),
+        "" => return Err("empty duration string".into()),
+        _ => {}
     }
     const UNITS: [(&str, i64); 7] = [
         ("y", 365 * 24 * 3600 * 1000 * MS),
@@ -358,23 +365,36 @@ pub fn parse_prometheus_duration(s: &str) -> Result<i64, String> {
     let mut next_unit = 0usize;
     let mut total: i64 = 0;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(invalid());
         }
         let n: i64 = rest[..digits].parse().map_err(|_| invalid())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if unit_len == 0 {
+            return Err(invalid());
+        }
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let idx = UNITS[next_unit..]
+        let idx = UNITS
             .iter()
             .position(|(u, _)| *u == unit)
-            .map(|p| p + next_unit)
-            .ok_or_else(invalid)?;
+            .ok_or_else(|| format!("unknown unit {unit:?} in duration {s:?}"))?;
+        if idx < next_unit {
+            return Err(invalid());
+        }
         next_unit = idx + 1;
-        let add = n.checked_mul(UNITS[idx].1).ok_or_else(|| "duration out of range".to_string())?;
-        total = total.checked_add(add).ok_or_else(|| "duration out of range".to_string())?;
+        let add = n
+            .checked_mul(UNITS[idx].1)
+            .ok_or_else(|| "duration out of range".to_string())?;
+        total = total
+            .checked_add(add)
+            .ok_or_else(|| "duration out of range".to_string())?;
     }
     Ok(total)
 }
@@ -396,7 +416,9 @@ pub fn parse_go_duration(s: &str) -> Result<i64, String> {
     }
     let mut total: i128 = 0;
     while !rest.is_empty() {
-        let int_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let int_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let int_part = &rest[..int_len];
         rest = &rest[int_len..];
         let mut frac_part = "";
@@ -457,7 +479,9 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ','))
         .unwrap_or(s.len());
     let num: String = s[..split].chars().filter(|c| *c != ',').collect();
-    let f: f64 = num.parse().map_err(|_| format!("invalid byte size {s:?}"))?;
+    let f: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid byte size {s:?}"))?;
     let unit = s[split..].trim().to_ascii_lowercase();
     let mult: f64 = match unit.as_str() {
         "" | "b" => 1.0,
@@ -506,7 +530,10 @@ mod tests {
                 Kind::Eof
             ]
         );
-        assert_eq!(kinds("1.5h"), vec![Kind::Duration(5_400_000 * MS), Kind::Eof]);
+        assert_eq!(
+            kinds("1.5h"),
+            vec![Kind::Duration(5_400_000 * MS), Kind::Eof]
+        );
         assert_eq!(kinds("2us"), vec![Kind::Duration(2_000), Kind::Eof]);
     }
 
@@ -532,8 +559,14 @@ mod tests {
                 Kind::Eof
             ]
         );
-        assert_eq!(kinds("[1.5m]")[0], Kind::Error("not a valid duration string: \"1.5m\"".into()));
-        assert_eq!(kinds("[5m")[0], Kind::Error("missing closing ']' in duration".into()));
+        assert_eq!(
+            kinds("[1.5m]")[0],
+            Kind::Error("not a valid duration string: \"1.5m\"".into())
+        );
+        assert_eq!(
+            kinds("[5m")[0],
+            Kind::Error("missing closing ']' in duration".into())
+        );
     }
 
     #[test]

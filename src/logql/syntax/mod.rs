@@ -20,7 +20,8 @@ use std::fmt;
 pub use lexer::{parse_bytes, parse_duration, parse_go_duration, parse_prometheus_duration};
 pub use print::{format_duration, write_bytes, write_duration, write_float};
 
-/// A LogQL parse error, with a 1-based position when known.
+/// A LogQL parse error, with a 1-based position when known. As in Loki,
+/// errors about a `[range]` token carry line 0 and the bracket's column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     pub line: usize,
@@ -30,10 +31,14 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
+        if self.line == 0 && self.col == 0 {
             write!(f, "parse error : {}", self.msg)
         } else {
-            write!(f, "parse error at line {}, col {}: {}", self.line, self.col, self.msg)
+            write!(
+                f,
+                "parse error at line {}, col {}: {}",
+                self.line, self.col, self.msg
+            )
         }
     }
 }
@@ -80,7 +85,11 @@ fn check_size(input: &str) -> Result<(), ParseError> {
         return Err(ParseError {
             line: 0,
             col: 0,
-            msg: format!("input size too long ({} > {})", input.len(), parser::MAX_INPUT_SIZE),
+            msg: format!(
+                "input size too long ({} > {})",
+                input.len(),
+                parser::MAX_INPUT_SIZE
+            ),
         });
     }
     Ok(())

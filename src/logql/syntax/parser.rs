@@ -35,18 +35,30 @@ type PResult<T> = Result<T, ParseError>;
 
 /// An error with no position (`parse error : msg`).
 pub(crate) fn plain(msg: impl Into<String>) -> ParseError {
-    ParseError { line: 0, col: 0, msg: msg.into() }
+    ParseError {
+        line: 0,
+        col: 0,
+        msg: msg.into(),
+    }
 }
 
 impl<'a> Parser<'a> {
     pub(crate) fn new(input: &'a str) -> Self {
-        Parser { input, toks: lex(input), pos: 0, depth: 0 }
+        Parser {
+            input,
+            toks: lex(input),
+            pos: 0,
+            depth: 0,
+        }
     }
 
     fn tok(&self, ahead: usize) -> &Token {
         let i = self.pos + ahead;
         // `lex` always ends with Eof or Error; stay on it.
-        self.toks.get(i).or_else(|| self.toks.last()).unwrap_or(&EOF_TOKEN)
+        self.toks
+            .get(i)
+            .or_else(|| self.toks.last())
+            .unwrap_or(&EOF_TOKEN)
     }
 
     fn peek(&self) -> &Kind {
@@ -91,9 +103,22 @@ impl<'a> Parser<'a> {
     /// current token; a lexing error is reported as itself.
     pub(crate) fn unexpected(&self, expecting: &[&str]) -> ParseError {
         let t = self.tok(0);
-        let (line, col) = self.line_col(t.offset);
+        let (mut line, col) = self.line_col(t.offset);
+        // Loki's scanner reports `[range]` tokens with line 0.
+        if matches!(t.kind, Kind::Range(_))
+            || self
+                .input
+                .get(t.offset..)
+                .is_some_and(|r| r.starts_with('['))
+        {
+            line = 0;
+        }
         if let Kind::Error(msg) = &t.kind {
-            return ParseError { line, col, msg: msg.clone() };
+            return ParseError {
+                line,
+                col,
+                msg: msg.clone(),
+            };
         }
         let mut msg = format!("syntax error: unexpected {}", t.kind.name());
         if !expecting.is_empty() && expecting.len() <= 4 {
@@ -134,7 +159,9 @@ impl<'a> Parser<'a> {
     fn enter(&mut self) -> PResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(plain(format!("query is nested too deeply (more than {MAX_DEPTH} levels)")));
+            return Err(plain(format!(
+                "query is nested too deeply (more than {MAX_DEPTH} levels)"
+            )));
         }
         Ok(())
     }
@@ -149,6 +176,11 @@ impl<'a> Parser<'a> {
     pub(crate) fn parse_root(&mut self) -> PResult<Expr> {
         let op = self.parse_expr()?;
         if !matches!(self.peek(), Kind::Eof) {
+            // `{...} | unwrap x` outside a range aggregation: goyacc shifts
+            // the `|` and fails on `unwrap`.
+            if self.at_unwrap() {
+                self.bump();
+            }
             return Err(self.unexpected(&[]));
         }
         Ok(match op {
@@ -174,7 +206,9 @@ impl<'a> Parser<'a> {
         self.enter()?;
         let mut lhs = self.parse_primary()?;
         loop {
-            let Some((op, prec)) = self.peek_binop() else { break };
+            let Some((op, prec)) = self.peek_binop() else {
+                break;
+            };
             if prec < min_prec {
                 break;
             }
@@ -189,7 +223,9 @@ impl<'a> Parser<'a> {
     }
 
     fn peek_binop(&self) -> Option<(BinOp, u8)> {
-        let Kind::Sym(s) = self.peek() else { return None };
+        let Kind::Sym(s) = self.peek() else {
+            return None;
+        };
         Some(match *s {
             "or" => (BinOp::Or, 1),
             "and" => (BinOp::And, 2),
@@ -229,7 +265,11 @@ impl<'a> Parser<'a> {
             self.bump();
             self.expect_sym("(", &["("])?;
             let labels = self.parse_label_list()?;
-            let mut vm = VectorMatching { on, labels, group: None };
+            let mut vm = VectorMatching {
+                on,
+                labels,
+                group: None,
+            };
             let left = if self.is_sym("group_left") {
                 Some(true)
             } else if self.is_sym("group_right") {
@@ -239,7 +279,11 @@ impl<'a> Parser<'a> {
             };
             if let Some(left) = left {
                 self.bump();
-                let include = if self.eat_sym("(") { self.parse_label_list()? } else { Vec::new() };
+                let include = if self.eat_sym("(") {
+                    self.parse_label_list()?
+                } else {
+                    Vec::new()
+                };
                 vm.group = Some(GroupModifier { left, include });
             }
             m.matching = Some(vm);
@@ -253,9 +297,11 @@ impl<'a> Parser<'a> {
         if self.eat_sym(")") {
             return Ok(labels);
         }
+        let mut expecting: &[&str] = &["IDENTIFIER", ")"];
         loop {
-            labels.push(self.expect_ident(&["IDENTIFIER", ")"])?);
+            labels.push(self.expect_ident(expecting)?);
             if self.eat_sym(",") {
+                expecting = &["IDENTIFIER"];
                 continue;
             }
             self.expect_sym(")", &[")", ","])?;
@@ -279,7 +325,9 @@ impl<'a> Parser<'a> {
                 Ok(Operand::Metric(MetricExpr::Literal(self.parse_literal()?)))
             }
             Kind::Func(f) => self.parse_function(f).map(Operand::Metric),
-            Kind::Ident(name) if name == "histogram_quantile" && matches!(self.peek_at(1), Kind::Sym("(")) => {
+            Kind::Ident(name)
+                if name == "histogram_quantile" && matches!(self.peek_at(1), Kind::Sym("(")) =>
+            {
                 Err(self.histogram_trap())
             }
             _ => Err(self.unexpected(&[])),
@@ -296,8 +344,11 @@ impl<'a> Parser<'a> {
         };
         match self.peek() {
             Kind::Number(_) => {
-                let Kind::Number(text) = self.bump() else { return Err(plain("internal parser state")) };
-                let v = parse_float(&text).map_err(|e| plain(format!("unable to parse literal as a float: {e}")))?;
+                let Kind::Number(text) = self.bump() else {
+                    return Err(plain("internal parser state"));
+                };
+                let v = parse_float(&text)
+                    .map_err(|e| plain(format!("unable to parse literal as a float: {e}")))?;
                 Ok(if neg { -v } else { v })
             }
             _ => Err(self.unexpected(&["NUMBER"])),
@@ -317,8 +368,12 @@ impl<'a> Parser<'a> {
                 self.expect_sym("(", &["("])?;
                 let v = match self.peek() {
                     Kind::Number(_) => {
-                        let Kind::Number(t) = self.bump() else { return Err(plain("internal parser state")) };
-                        parse_float(&t).map_err(|e| plain(format!("unable to parse vectorExpr as a float: {e}")))?
+                        let Kind::Number(t) = self.bump() else {
+                            return Err(plain("internal parser state"));
+                        };
+                        parse_float(&t).map_err(|e| {
+                            plain(format!("unable to parse vectorExpr as a float: {e}"))
+                        })?
                     }
                     _ => return Err(self.unexpected(&["NUMBER"])),
                 };
@@ -343,12 +398,23 @@ impl<'a> Parser<'a> {
                 let replacement = args.pop().unwrap_or_default();
                 let dst = args.pop().unwrap_or_default();
                 if let Err(e) = compile_anchored(&regex) {
-                    return Err(plain(format!("invalid regex in label_replace: {}", regex_msg(&regex, &e))));
+                    return Err(plain(format!(
+                        "invalid regex in label_replace: {}",
+                        regex_msg(&regex, &e)
+                    )));
                 }
                 if !crate::labels::is_valid_label_name(&dst) {
-                    return Err(plain(format!("invalid destination label name in label_replace(): {dst}")));
+                    return Err(plain(format!(
+                        "invalid destination label name in label_replace(): {dst}"
+                    )));
                 }
-                Ok(MetricExpr::LabelReplace(LabelReplace { expr: Box::new(expr), dst, replacement, src, regex }))
+                Ok(MetricExpr::LabelReplace(LabelReplace {
+                    expr: Box::new(expr),
+                    dst,
+                    replacement,
+                    src,
+                    regex,
+                }))
             }
             _ => Err(self.unexpected(&[])),
         }
@@ -397,25 +463,37 @@ impl<'a> Parser<'a> {
         self.leave();
         let expr = self.metric_arg(inner, &[])?;
         self.expect_sym(")", &[])?;
-        let after = if before.is_none() { self.parse_grouping()? } else { None };
+        let after = if before.is_none() {
+            self.parse_grouping()?
+        } else {
+            None
+        };
         let grouping = before.or(after);
         let param = match op {
             VectorOp::Topk | VectorOp::Bottomk | VectorOp::ApproxTopk => {
                 let Some(t) = param_text else {
                     return Err(plain(format!("parameter required for operation {name}")));
                 };
-                let k: i64 = t.parse().map_err(|_| plain(format!("invalid parameter {name}({t},")))?;
+                let k: i64 = t
+                    .parse()
+                    .map_err(|_| plain(format!("invalid parameter {name}({t},")))?;
                 if k <= 0 {
-                    return Err(plain(format!("invalid parameter (must be greater than 0) {name}({t}")));
+                    return Err(plain(format!(
+                        "invalid parameter (must be greater than 0) {name}({t}"
+                    )));
                 }
                 if op == VectorOp::ApproxTopk && grouping.is_some() {
-                    return Err(plain(format!("grouping not allowed for {name} aggregation")));
+                    return Err(plain(format!(
+                        "grouping not allowed for {name} aggregation"
+                    )));
                 }
                 Some(k as f64)
             }
             _ => {
                 if let Some(t) = param_text {
-                    return Err(plain(format!("unsupported parameter for operation {name}({t},")));
+                    return Err(plain(format!(
+                        "unsupported parameter for operation {name}({t},"
+                    )));
                 }
                 None
             }
@@ -425,7 +503,12 @@ impl<'a> Parser<'a> {
         {
             return Err(plain("sort and sort_desc doesn't allow grouping by "));
         }
-        Ok(MetricExpr::VectorAgg(VectorAggregation { op, param, expr: Box::new(expr), grouping }))
+        Ok(MetricExpr::VectorAgg(VectorAggregation {
+            op,
+            param,
+            expr: Box::new(expr),
+            grouping,
+        }))
     }
 
     fn parse_range_agg(&mut self, op: RangeOp) -> PResult<MetricExpr> {
@@ -434,6 +517,12 @@ impl<'a> Parser<'a> {
             _ => "",
         };
         self.expect_sym("(", &["("])?;
+        if !matches!(
+            self.peek(),
+            Kind::Number(_) | Kind::Sym("{") | Kind::Sym("(")
+        ) {
+            return Err(self.unexpected(&["NUMBER", "{", "("]));
+        }
         let mut param_text = None;
         if let Kind::Number(_) = self.peek() {
             if let Kind::Number(t) = self.bump() {
@@ -444,20 +533,33 @@ impl<'a> Parser<'a> {
         let (log, unwrap, range, offset) = self.parse_log_range()?;
         self.expect_sym(")", &[")"])?;
         let grouping = self.parse_grouping()?;
-        let param = match param_text {
-            Some(t) => {
-                if op != RangeOp::QuantileOverTime {
-                    return Err(plain(format!("parameter {t} not supported for operation {name}")));
+        let param =
+            match param_text {
+                Some(t) => {
+                    if op != RangeOp::QuantileOverTime {
+                        return Err(plain(format!(
+                            "parameter {t} not supported for operation {name}"
+                        )));
+                    }
+                    Some(parse_float(&t).map_err(|e| {
+                        plain(format!("invalid parameter for operation {name}: {e}"))
+                    })?)
                 }
-                Some(parse_float(&t).map_err(|e| plain(format!("invalid parameter for operation {name}: {e}")))?)
-            }
-            None if op == RangeOp::QuantileOverTime => {
-                return Err(plain(format!("parameter required for operation {name}")));
-            }
-            None => None,
-        };
+                None if op == RangeOp::QuantileOverTime => {
+                    return Err(plain(format!("parameter required for operation {name}")));
+                }
+                None => None,
+            };
         validate_range_agg(op, name, unwrap.is_some(), grouping.is_some())?;
-        Ok(MetricExpr::RangeAgg(RangeAggregation { op, param, log, unwrap, range, offset, grouping }))
+        Ok(MetricExpr::RangeAgg(RangeAggregation {
+            op,
+            param,
+            log,
+            unwrap,
+            range,
+            offset,
+            grouping,
+        }))
     }
 
     /// The argument of a range aggregation: a log query with a range, in any
@@ -492,10 +594,21 @@ impl<'a> Parser<'a> {
             return Err(self.unexpected(&["{", "("]));
         }
         let selector = self.parse_selector()?;
-        let mut log = LogExpr { selector, pipeline: self.parse_pipeline()? };
-        let mut unwrap = if self.at_unwrap() { Some(self.parse_unwrap()?) } else { None };
+        let mut log = LogExpr {
+            selector,
+            pipeline: self.parse_pipeline()?,
+        };
+        let mut unwrap = if self.at_unwrap() {
+            Some(self.parse_unwrap()?)
+        } else {
+            None
+        };
         if !matches!(self.peek(), Kind::Range(_)) {
-            return Ok(RangePart { log, unwrap, range: None });
+            return Ok(RangePart {
+                log,
+                unwrap,
+                range: None,
+            });
         }
         let (range, offset) = self.parse_range_and_offset()?;
         if log.pipeline.is_empty() && unwrap.is_none() {
@@ -504,7 +617,11 @@ impl<'a> Parser<'a> {
                 unwrap = Some(self.parse_unwrap()?);
             }
         }
-        Ok(RangePart { log, unwrap, range: Some((range, offset)) })
+        Ok(RangePart {
+            log,
+            unwrap,
+            range: Some((range, offset)),
+        })
     }
 
     fn parse_range_and_offset(&mut self) -> PResult<(i64, i64)> {
@@ -549,7 +666,12 @@ impl<'a> Parser<'a> {
                 (label, Some(conv))
             }
             _ => {
-                return Err(self.unexpected(&["IDENTIFIER", "BYTES_CONV", "DURATION_CONV", "DURATION_SECONDS_CONV"]))
+                return Err(self.unexpected(&[
+                    "IDENTIFIER",
+                    "BYTES_CONV",
+                    "DURATION_CONV",
+                    "DURATION_SECONDS_CONV",
+                ]))
             }
         };
         let mut post_filters = Vec::new();
@@ -560,7 +682,11 @@ impl<'a> Parser<'a> {
             }
             post_filters.push(self.parse_label_filter()?);
         }
-        Ok(Unwrap { label, conversion, post_filters })
+        Ok(Unwrap {
+            label,
+            conversion,
+            post_filters,
+        })
     }
 
     // ---------------------------------------------------------- log queries
@@ -621,7 +747,9 @@ impl<'a> Parser<'a> {
     }
 
     fn peek_line_filter_op(&self) -> Option<LineFilterOp> {
-        let Kind::Sym(s) = self.peek() else { return None };
+        let Kind::Sym(s) = self.peek() else {
+            return None;
+        };
         Some(match *s {
             "|=" => LineFilterOp::Contains,
             "!=" => LineFilterOp::NotContains,
@@ -672,7 +800,9 @@ impl<'a> Parser<'a> {
         match self.peek().clone() {
             Kind::Sym("json") => {
                 self.bump();
-                Ok(Stage::Parser(ParserStage::Json(self.parse_extract_params()?)))
+                Ok(Stage::Parser(ParserStage::Json(
+                    self.parse_extract_params()?,
+                )))
             }
             Kind::Sym("logfmt") => {
                 self.bump();
@@ -686,7 +816,11 @@ impl<'a> Parser<'a> {
                     self.bump();
                 }
                 let params = self.parse_extract_params()?;
-                Ok(Stage::Parser(ParserStage::Logfmt { strict, keep_empty, params }))
+                Ok(Stage::Parser(ParserStage::Logfmt {
+                    strict,
+                    keep_empty,
+                    params,
+                }))
             }
             Kind::Sym("regexp") => {
                 self.bump();
@@ -737,7 +871,11 @@ impl<'a> Parser<'a> {
         }
         loop {
             let label = self.expect_ident(&["IDENTIFIER"])?;
-            let expr = if self.eat_sym("=") { Some(self.expect_str()?) } else { None };
+            let expr = if self.eat_sym("=") {
+                Some(self.expect_str()?)
+            } else {
+                None
+            };
             if !crate::labels::is_valid_label_name(&label) {
                 return Err(plain(format!("invalid extracted label name '{label}'")));
             }
@@ -758,7 +896,10 @@ impl<'a> Parser<'a> {
                     self.bump();
                     LabelFmt::Rename { dst, src }
                 }
-                Kind::Str(_) => LabelFmt::Template { dst, template: self.expect_str()? },
+                Kind::Str(_) => LabelFmt::Template {
+                    dst,
+                    template: self.expect_str()?,
+                },
                 _ => return Err(self.unexpected(&["IDENTIFIER", "STRING"])),
             };
             let name = match &f {
@@ -856,20 +997,36 @@ impl<'a> Parser<'a> {
                 let pattern = self.expect_str()?;
                 self.expect_sym(")", &[")"])?;
                 validate_ip_pattern(&pattern)?;
-                Ok(LabelFilterExpr::Ip { name, negate: op == "!=", pattern })
+                Ok(LabelFilterExpr::Ip {
+                    name,
+                    negate: op == "!=",
+                    pattern,
+                })
             }
             _ if matches!(op, "=~" | "!~") => Err(self.unexpected(&["STRING"])),
             Kind::Duration(d) => {
                 self.bump();
-                Ok(LabelFilterExpr::Duration { name, op: cmp, value: d })
+                Ok(LabelFilterExpr::Duration {
+                    name,
+                    op: cmp,
+                    value: d,
+                })
             }
             Kind::Bytes(b) => {
                 self.bump();
-                Ok(LabelFilterExpr::Bytes { name, op: cmp, value: b })
+                Ok(LabelFilterExpr::Bytes {
+                    name,
+                    op: cmp,
+                    value: b,
+                })
             }
             Kind::Number(_) | Kind::Sym("+" | "-") => {
                 let value = self.parse_literal()?;
-                Ok(LabelFilterExpr::Number { name, op: cmp, value })
+                Ok(LabelFilterExpr::Number {
+                    name,
+                    op: cmp,
+                    value,
+                })
             }
             _ => Err(self.unexpected(&[])),
         }
@@ -880,8 +1037,13 @@ impl<'a> Parser<'a> {
     /// `histogram_quantile(φ, ...)` is PromQL: explain what LogQL uses.
     fn histogram_trap(&mut self) -> ParseError {
         let (line, col) = self.line_col(self.tok(0).offset);
-        let suggestion = self.histogram_suggestion().unwrap_or_else(|| {
-            "quantile_over_time(0.95, {app=\"x\"} | json | unwrap duration_ms [5m]) by (...)".to_string()
+        let mut phi = 0.95;
+        let suggestion = self.histogram_suggestion(&mut phi).unwrap_or_else(|| {
+            let mut p = String::new();
+            let _ = super::print::write_float(&mut p, phi);
+            format!(
+                "quantile_over_time({p}, {{app=\"x\"}} | json | unwrap duration_ms [5m]) by (...)"
+            )
         });
         ParseError {
             line,
@@ -894,10 +1056,11 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn histogram_suggestion(&mut self) -> Option<String> {
+    fn histogram_suggestion(&mut self, phi_out: &mut f64) -> Option<String> {
         self.bump(); // histogram_quantile
         self.bump(); // (
         let phi = self.parse_literal().ok()?;
+        *phi_out = phi;
         if !self.eat_sym(",") {
             return None;
         }
@@ -910,7 +1073,11 @@ impl<'a> Parser<'a> {
         groups.retain(|g| g != "le");
         let unwrap = match &ra.unwrap {
             Some(u) => u.clone(),
-            None => Unwrap { label: "<numeric_label>".into(), conversion: None, post_filters: Vec::new() },
+            None => Unwrap {
+                label: "<numeric_label>".into(),
+                conversion: None,
+                post_filters: Vec::new(),
+            },
         };
         let sugg = RangeAggregation {
             op: RangeOp::QuantileOverTime,
@@ -921,12 +1088,19 @@ impl<'a> Parser<'a> {
             offset: ra.offset,
             grouping: None,
         };
-        let by = if groups.is_empty() { "(...)".to_string() } else { format!("({})", groups.join(", ")) };
+        let by = if groups.is_empty() {
+            "(...)".to_string()
+        } else {
+            format!("({})", groups.join(", "))
+        };
         Some(format!("{} by {by}", MetricExpr::RangeAgg(sugg)))
     }
 }
 
-static EOF_TOKEN: Token = Token { kind: Kind::Eof, offset: 0 };
+static EOF_TOKEN: Token = Token {
+    kind: Kind::Eof,
+    offset: 0,
+};
 
 struct RangePart {
     log: LogExpr,
@@ -948,20 +1122,33 @@ fn find_range_agg<'e>(e: &'e MetricExpr, groups: &mut Vec<String>) -> Option<&'e
             find_range_agg(&v.expr, groups)
         }
         MetricExpr::Paren(p) => find_range_agg(p, groups),
-        MetricExpr::Binary(b) => find_range_agg(&b.lhs, groups).or_else(|| find_range_agg(&b.rhs, groups)),
+        MetricExpr::Binary(b) => {
+            find_range_agg(&b.lhs, groups).or_else(|| find_range_agg(&b.rhs, groups))
+        }
         MetricExpr::LabelReplace(l) => find_range_agg(&l.expr, groups),
         _ => None,
     }
 }
 
-fn make_binary(op: BinOp, modifier: BinModifier, lhs: Operand, rhs: Operand) -> PResult<MetricExpr> {
+fn make_binary(
+    op: BinOp,
+    modifier: BinModifier,
+    lhs: Operand,
+    rhs: Operand,
+) -> PResult<MetricExpr> {
     let sym = op.as_str();
     let leg = |side: &str, o: Operand| -> PResult<MetricExpr> {
         match o {
             Operand::Metric(m) => Ok(m),
             Operand::Log(l) => {
-                let ty = if l.pipeline.is_empty() { "*syntax.MatchersExpr" } else { "*syntax.PipelineExpr" };
-                Err(plain(format!("unexpected type for {side} leg of binary operation ({sym}): {ty}")))
+                let ty = if l.pipeline.is_empty() {
+                    "*syntax.MatchersExpr"
+                } else {
+                    "*syntax.PipelineExpr"
+                };
+                Err(plain(format!(
+                    "unexpected type for {side} leg of binary operation ({sym}): {ty}"
+                )))
             }
         }
     };
@@ -979,7 +1166,12 @@ fn make_binary(op: BinOp, modifier: BinModifier, lhs: Operand, rhs: Operand) -> 
             )));
         }
     }
-    Ok(MetricExpr::Binary(BinaryExpr { op, lhs: Box::new(lhs), rhs: Box::new(rhs), modifier }))
+    Ok(MetricExpr::Binary(BinaryExpr {
+        op,
+        lhs: Box::new(lhs),
+        rhs: Box::new(rhs),
+        modifier,
+    }))
 }
 
 fn literal_value(e: &MetricExpr) -> Option<f64> {
@@ -1030,15 +1222,29 @@ fn vector_op(f: &str) -> Option<VectorOp> {
 }
 
 /// Loki's `RangeAggregationExpr.validate`.
-fn validate_range_agg(op: RangeOp, name: &str, has_unwrap: bool, has_grouping: bool) -> PResult<()> {
+fn validate_range_agg(
+    op: RangeOp,
+    name: &str,
+    has_unwrap: bool,
+    has_grouping: bool,
+) -> PResult<()> {
     use RangeOp::*;
     if has_grouping
         && !matches!(
             op,
-            AvgOverTime | StddevOverTime | StdvarOverTime | QuantileOverTime | MaxOverTime | MinOverTime | FirstOverTime | LastOverTime
+            AvgOverTime
+                | StddevOverTime
+                | StdvarOverTime
+                | QuantileOverTime
+                | MaxOverTime
+                | MinOverTime
+                | FirstOverTime
+                | LastOverTime
         )
     {
-        return Err(plain(format!("grouping not allowed for {name} aggregation")));
+        return Err(plain(format!(
+            "grouping not allowed for {name} aggregation"
+        )));
     }
     if has_unwrap {
         if matches!(op, CountOverTime | BytesOverTime | BytesRate) {
@@ -1046,7 +1252,10 @@ fn validate_range_agg(op: RangeOp, name: &str, has_unwrap: bool, has_grouping: b
         }
         return Ok(());
     }
-    if !matches!(op, BytesOverTime | BytesRate | CountOverTime | Rate | AbsentOverTime) {
+    if !matches!(
+        op,
+        BytesOverTime | BytesRate | CountOverTime | Rate | AbsentOverTime
+    ) {
         return Err(plain(format!("invalid aggregation {name} without unwrap")));
     }
     Ok(())
@@ -1058,13 +1267,17 @@ fn parse_float(text: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("strconv.ParseFloat: parsing {text:?}: invalid syntax"))?;
     if v.is_infinite() {
-        return Err(format!("strconv.ParseFloat: parsing {text:?}: value out of range"));
+        return Err(format!(
+            "strconv.ParseFloat: parsing {text:?}: value out of range"
+        ));
     }
     Ok(v)
 }
 
 pub(crate) fn compile_anchored(re: &str) -> Result<regex::Regex, regex::Error> {
-    regex::RegexBuilder::new(&format!("^(?:{re})$")).size_limit(1 << 22).build()
+    regex::RegexBuilder::new(&format!("^(?:{re})$"))
+        .size_limit(1 << 22)
+        .build()
 }
 
 /// Go's `error parsing regexp: <what>: `<expr>`` from a Rust regex error.
@@ -1074,7 +1287,12 @@ pub(crate) fn regex_msg(re: &str, e: &regex::Error) -> String {
             .lines()
             .rev()
             .find(|l| l.trim_start().starts_with("error:"))
-            .map(|l| l.trim_start().trim_start_matches("error:").trim().to_string())
+            .map(|l| {
+                l.trim_start()
+                    .trim_start_matches("error:")
+                    .trim()
+                    .to_string()
+            })
             .unwrap_or_else(|| s.clone()),
         regex::Error::CompiledTooBig(_) => "expression too large".to_string(),
         other => other.to_string(),
@@ -1123,7 +1341,9 @@ pub(crate) fn validate_pattern(p: &str) -> Result<(), String> {
     while i < rest.len() {
         let tail = &rest[i..];
         if tail.starts_with('<') {
-            let name_len = tail[1..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len() - 1);
+            let name_len = tail[1..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len() - 1);
             let name = &tail[1..1 + name_len];
             let is_name = !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit());
             if is_name && tail[1 + name_len..].starts_with('>') {
@@ -1148,11 +1368,15 @@ pub(crate) fn validate_pattern(p: &str) -> Result<(), String> {
             continue;
         }
         if let Some((true, next)) = nodes.get(idx + 1) {
-            return Err(format!("found consecutive capture '<{text}><{next}>': invalid expression"));
+            return Err(format!(
+                "found consecutive capture '<{text}><{next}>': invalid expression"
+            ));
         }
         if *text != "_" {
             if seen.contains(text) {
-                return Err(format!("duplicate capture name ({text}): invalid expression"));
+                return Err(format!(
+                    "duplicate capture name ({text}): invalid expression"
+                ));
             }
             seen.push(text);
             named += 1;

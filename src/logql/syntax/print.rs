@@ -147,7 +147,11 @@ impl Display for ParserStage {
                 }
                 Ok(())
             }
-            ParserStage::Logfmt { strict, keep_empty, params } => {
+            ParserStage::Logfmt {
+                strict,
+                keep_empty,
+                params,
+            } => {
                 f.write_str("logfmt")?;
                 if *strict {
                     f.write_str(" --strict")?;
@@ -232,7 +236,11 @@ impl Display for LabelFilterExpr {
                 write!(f, "{name}{op}")?;
                 write_bytes(f, *value)
             }
-            LabelFilterExpr::Ip { name, negate, pattern } => {
+            LabelFilterExpr::Ip {
+                name,
+                negate,
+                pattern,
+            } => {
                 write!(f, "{name}{}ip(", if *negate { "!=" } else { "=" })?;
                 write_go_quoted(f, pattern)?;
                 f.write_char(')')
@@ -317,7 +325,11 @@ impl Display for RangeAggregation {
         if let Some(u) = &self.unwrap {
             write!(f, " {u}")?;
         }
-        f.write_str(if self.log.pipeline.is_empty() && self.unwrap.is_none() { "[" } else { " [" })?;
+        f.write_str(if self.log.pipeline.is_empty() && self.unwrap.is_none() {
+            "["
+        } else {
+            " ["
+        })?;
         write_duration(f, self.range)?;
         f.write_char(']')?;
         if self.offset != 0 {
@@ -491,9 +503,18 @@ impl Display for BinaryExpr {
             f.write_str(" bool")?;
         }
         if let Some(m) = &self.modifier.matching {
-            write!(f, " {} ({})", if m.on { "on" } else { "ignoring" }, m.labels.join(", "))?;
+            write!(
+                f,
+                " {} ({})",
+                if m.on { "on" } else { "ignoring" },
+                m.labels.join(", ")
+            )?;
             if let Some(g) = &m.group {
-                f.write_str(if g.left { " group_left" } else { " group_right" })?;
+                f.write_str(if g.left {
+                    " group_left"
+                } else {
+                    " group_right"
+                })?;
                 if !g.include.is_empty() {
                     write!(f, " ({})", g.include.join(", "))?;
                 }
@@ -530,6 +551,9 @@ pub fn write_float(f: &mut impl Write, v: f64) -> fmt::Result {
         f.write_str("NaN")
     } else if v.is_infinite() {
         f.write_str(if v > 0.0 { "+Inf" } else { "-Inf" })
+    } else if v == 0.0 {
+        // Never `-0`: LogQL's lexer reads `-0` as a (zero) duration.
+        f.write_char('0')
     } else {
         write!(f, "{v}")
     }
