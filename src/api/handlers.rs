@@ -260,7 +260,7 @@ pub async fn index_stats(State(st): State<Arc<AppState>>, p: Params) -> Result<R
 pub async fn format_query(p: Params) -> Result<Response, ApiError> {
     let q = required_query(&p)?;
     let expr = parse_expr(&q)?;
-    let printed = format!("{expr:?}"); // MERGE: Display from the syntax branch
+    let printed = expr.to_string();
     let mut out = String::from("{\"status\":\"success\",\"data\":");
     json_str(&mut out, &printed);
     out.push('}');

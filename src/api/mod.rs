@@ -42,9 +42,6 @@ use crate::storage::Store;
 pub const LOKI_COMPAT_VERSION: &str = "3.5.0";
 /// Largest accepted request body (Loki's `max_recv_msg_size`).
 pub const MAX_BODY_BYTES: usize = 100 << 20;
-/// Largest decompressed body (Loki allows 50× the compressed limit; a
-/// single machine gets a tighter cap).
-pub const MAX_DECOMPRESSED_BYTES: usize = 512 << 20;
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -197,12 +194,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             record_metrics,
         ))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // One byte over the push limit, so that ingestion answers with
+        // Loki's own 413 text.
+        .layer(DefaultBodyLimit::max(state.config.ingest.max_recv_msg_size.saturating_add(1)))
         .with_state(state)
 }
 
 /// Builds the state: opens storage (replaying the WAL) and the engines.
 pub fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
+    config.otlp.validate().map_err(|e| anyhow::anyhow!("invalid [otlp] config: {e}"))?;
     let store = Store::open(config.storage.clone())?;
     let ingester = Ingester::new(
         store.clone(),

@@ -104,7 +104,7 @@ pub async fn otlp_logs(
             ct.as_deref(),
             ce.as_deref(),
             &body,
-            crate::api::MAX_DECOMPRESSED_BYTES,
+            st2.ingester.limits().max_decompressed_size,
         )?;
         st2.ingester.push_otlp(&tenant, req)
     })

@@ -1,15 +1,27 @@
-//! LogQL syntax: the AST, the parser (nom) and the canonical printer.
+//! LogQL syntax: the AST, the parser and the canonical printer.
 //!
 //! [`parse_expr`] turns query text into an [`ast::Expr`] or a [`ParseError`]
 //! whose `Display` reads like Loki's (`parse error at line 1, col 17: syntax
 //! error: unexpected IDENTIFIER`). `Display` on the AST prints the canonical
-//! form served by `/loki/api/v1/format_query`.
+//! form served by `/loki/api/v1/format_query`, such that
+//! `parse_expr(&e.to_string()) == Ok(e)`.
+//!
+//! * [`lexer`] — tokens (nom recognisers, Loki's `lex.go` rules);
+//! * [`parser`] — recursive descent over the tokens, Loki's `syntax.y`;
+//! * [`print`] — `Display` for every AST type.
 
 pub mod ast;
+mod lexer;
+mod parser;
+pub mod print;
 
 use std::fmt;
 
-/// A LogQL parse error, with a 1-based position when known.
+pub use lexer::{parse_bytes, parse_duration, parse_go_duration, parse_prometheus_duration};
+pub use print::{format_duration, write_bytes, write_duration, write_float};
+
+/// A LogQL parse error, with a 1-based position when known. As in Loki,
+/// errors about a `[range]` token carry line 0 and the bracket's column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     pub line: usize,
@@ -19,7 +31,7 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
+        if self.line == 0 && self.col == 0 {
             write!(f, "parse error : {}", self.msg)
         } else {
             write!(
@@ -33,11 +45,52 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Parses a whole LogQL query.
+/// Parses a whole LogQL query (log or metric) and validates it as Loki's
+/// `ParseExpr` does, including the rule that every stream selector has a
+/// matcher that does not match the empty string.
 pub fn parse_expr(input: &str) -> Result<ast::Expr, ParseError> {
-    Err(ParseError {
-        line: 0,
-        col: 0,
-        msg: format!("parser not implemented yet: {input}"),
-    })
+    let expr = parse_expr_unvalidated(input)?;
+    parser::validate_selectors(&expr)?;
+    Ok(expr)
+}
+
+/// [`parse_expr`] without the empty-compatible selector rule (Loki's
+/// `ParseExprWithoutValidation`).
+pub fn parse_expr_unvalidated(input: &str) -> Result<ast::Expr, ParseError> {
+    check_size(input)?;
+    parser::Parser::new(input).parse_root()
+}
+
+/// Parses a bare stream selector `{a="b", c=~"d"}`, as the `match[]` and
+/// `query` parameters of the metadata endpoints carry, and validates it.
+/// Anything else (a pipeline, a metric query) is
+/// `parse error : only label matchers are supported`.
+pub fn parse_log_selector(input: &str) -> Result<Vec<ast::Matcher>, ParseError> {
+    parse_matchers(input, true)
+}
+
+/// [`parse_log_selector`] with the empty-compatible rule optional (Loki's
+/// `ParseMatchers(input, validate)`).
+pub fn parse_matchers(input: &str, validate: bool) -> Result<Vec<ast::Matcher>, ParseError> {
+    check_size(input)?;
+    let ms = parser::Parser::new(input).parse_selector_only()?;
+    if validate {
+        parser::validate_matchers(&ms)?;
+    }
+    Ok(ms)
+}
+
+fn check_size(input: &str) -> Result<(), ParseError> {
+    if input.len() >= parser::MAX_INPUT_SIZE {
+        return Err(ParseError {
+            line: 0,
+            col: 0,
+            msg: format!(
+                "input size too long ({} > {})",
+                input.len(),
+                parser::MAX_INPUT_SIZE
+            ),
+        });
+    }
+    Ok(())
 }

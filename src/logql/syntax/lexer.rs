@@ -1,0 +1,582 @@
+//! The LogQL lexer: query text to a vector of positioned [`Token`]s.
+//!
+//! It follows Loki's `lex.go` token rules: `#` comments, Go strings and raw
+//! strings, numbers that turn into durations (`1m30s`) or byte sizes
+//! (`20MB`) when a unit follows without a space, `[5m]` ranges as one token,
+//! `--strict`-style parser flags, keywords that are case-insensitive, and
+//! function names (`rate`, `sum`, `bytes`, `ip`, ...) that are keywords only
+//! when an opening parenthesis (or `by (`/`without (`) follows: otherwise
+//! they are plain identifiers. The small recognisers are `nom` parsers.
+//!
+//! A lexing error does not abort lexing at once: it becomes an
+//! [`Kind::Error`] token, so that the parser reports whichever error comes
+//! first in the text, as Loki's goyacc parser does.
+
+use nom::branch::alt;
+use nom::bytes::complete::{tag, take_while, take_while1};
+use nom::character::complete::{digit1, one_of};
+use nom::combinator::{opt, recognize};
+use nom::{IResult, Parser};
+
+/// What a token is.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Kind {
+    Ident(String),
+    Str(String),
+    /// The number's text, as written.
+    Number(String),
+    /// Nanoseconds.
+    Duration(i64),
+    Bytes(u64),
+    /// `[5m]`, nanoseconds.
+    Range(i64),
+    /// `--strict`, `--keep-empty`
+    Flag(String),
+    /// Punctuation, operators and always-keywords (`by`, `json`, ...), by
+    /// their lower-case text.
+    Sym(&'static str),
+    /// Function keywords (`rate`, `sum`, `bytes`, `ip`, ...), lower-case.
+    Func(&'static str),
+    /// A lexing error at this position.
+    Error(String),
+    Eof,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Token {
+    pub kind: Kind,
+    /// Byte offset of the token's first character.
+    pub offset: usize,
+}
+
+impl Kind {
+    /// The token's name in goyacc's error messages.
+    pub fn name(&self) -> String {
+        match self {
+            Kind::Ident(_) => "IDENTIFIER".into(),
+            Kind::Str(_) => "STRING".into(),
+            Kind::Number(_) => "NUMBER".into(),
+            Kind::Duration(_) => "DURATION".into(),
+            Kind::Bytes(_) => "BYTES".into(),
+            Kind::Range(_) => "RANGE".into(),
+            Kind::Flag(_) => "FUNCTION_FLAG".into(),
+            Kind::Sym(s) => (*s).into(),
+            Kind::Func(f) => func_token_name(f).into(),
+            Kind::Error(_) => "error".into(),
+            Kind::Eof => "$end".into(),
+        }
+    }
+}
+
+/// goyacc's names of function tokens (those Loki does not rename to text).
+pub(crate) fn func_token_name(f: &str) -> String {
+    match f {
+        "bytes" => "BYTES_CONV".into(),
+        "duration" => "DURATION_CONV".into(),
+        "duration_seconds" => "DURATION_SECONDS_CONV".into(),
+        "ip" | "label_replace" => f.into(),
+        other => other.to_ascii_uppercase(),
+    }
+}
+
+/// Always-keywords (Loki's `tokens` map, words only).
+const KEYWORDS: &[&str] = &[
+    "by",
+    "without",
+    "bool",
+    "offset",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "or",
+    "and",
+    "unless",
+    "json",
+    "regexp",
+    "logfmt",
+    "unpack",
+    "pattern",
+    "label_format",
+    "line_format",
+    "decolorize",
+    "drop",
+    "keep",
+    "unwrap",
+];
+
+/// Keywords that need a following `(` (Loki's `functionTokens`).
+const FUNCTIONS: &[&str] = &[
+    "rate",
+    "rate_counter",
+    "count_over_time",
+    "bytes_rate",
+    "bytes_over_time",
+    "avg_over_time",
+    "sum_over_time",
+    "min_over_time",
+    "max_over_time",
+    "stdvar_over_time",
+    "stddev_over_time",
+    "quantile_over_time",
+    "first_over_time",
+    "last_over_time",
+    "absent_over_time",
+    "vector",
+    "sum",
+    "avg",
+    "max",
+    "min",
+    "count",
+    "stddev",
+    "stdvar",
+    "bottomk",
+    "topk",
+    "sort",
+    "sort_desc",
+    "label_replace",
+    "approx_topk",
+    "bytes",
+    "duration",
+    "duration_seconds",
+    "ip",
+];
+
+/// Two-character operators, then one-character ones.
+const SYMS2: &[&str] = &["!=", "=~", "!~", "!>", "|=", "|~", "|>", "==", ">=", "<="];
+const SYMS1: &[&str] = &[
+    ",", ".", "{", "}", "=", "|", "(", ")", "+", "-", "*", "/", "%", "^", ">", "<", "]",
+];
+
+/// Lexes the whole input. The last token is always [`Kind::Eof`] or
+/// [`Kind::Error`].
+pub(crate) fn lex(input: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    loop {
+        pos = skip_space_and_comments(input, pos);
+        let rest = &input[pos..];
+        let Some(c) = rest.chars().next() else {
+            out.push(Token {
+                kind: Kind::Eof,
+                offset: pos,
+            });
+            return out;
+        };
+        let (kind, len) = lex_one(rest, c);
+        let failed = matches!(kind, Kind::Error(_));
+        out.push(Token { kind, offset: pos });
+        if failed {
+            return out;
+        }
+        pos += len.max(1);
+    }
+}
+
+fn skip_space_and_comments(input: &str, mut pos: usize) -> usize {
+    loop {
+        let rest = &input[pos..];
+        let trimmed = rest.trim_start();
+        pos += rest.len() - trimmed.len();
+        if let Some(after) = trimmed.strip_prefix('#') {
+            let skip = after.find('\n').unwrap_or(after.len());
+            pos += 1 + skip;
+        } else {
+            return pos;
+        }
+    }
+}
+
+/// Lexes one token at the start of `rest` (non-empty, starts with `c`).
+fn lex_one(rest: &str, c: char) -> (Kind, usize) {
+    match c {
+        '"' => match crate::labels::unquote_go_prefix(rest) {
+            Ok((s, used)) => (Kind::Str(s), used),
+            Err(e) if e.contains("unterminated") || e.contains("newline") => {
+                (Kind::Error("literal not terminated".into()), 0)
+            }
+            Err(e) => (Kind::Error(format!("invalid syntax: {e}")), 0),
+        },
+        '`' => match rest[1..].find('`') {
+            Some(end) => (Kind::Str(rest[1..1 + end].to_string()), end + 2),
+            None => (Kind::Error("literal not terminated".into()), 0),
+        },
+        '[' => match rest.find(']') {
+            Some(end) => match parse_prometheus_duration(&rest[1..end]) {
+                Ok(d) => (Kind::Range(d), end + 1),
+                Err(e) => (Kind::Error(e), 0),
+            },
+            None => (Kind::Error("missing closing ']' in duration".into()), 0),
+        },
+        '0'..='9' => lex_number(rest),
+        '.' if rest[1..].starts_with(|c: char| c.is_ascii_digit()) => lex_number(rest),
+        '-' => {
+            if rest.starts_with("--") {
+                let n = rest[2..]
+                    .find(|c: char| !(c.is_alphabetic() || c == '-'))
+                    .map_or(rest.len(), |i| i + 2);
+                let flag = &rest[..n];
+                if flag == "--strict" || flag == "--keep-empty" {
+                    return (Kind::Flag(flag.to_string()), n);
+                }
+            }
+            let unit = unit_run(&rest[1..], is_duration_rune);
+            if !unit.is_empty() {
+                let text = &rest[..1 + unit.len()];
+                if let Ok(d) = parse_duration(text) {
+                    return (Kind::Duration(d), text.len());
+                }
+            }
+            (Kind::Sym("-"), 1)
+        }
+        c if c.is_alphabetic() || c == '_' => lex_word(rest),
+        _ => {
+            for s in SYMS2 {
+                if rest.starts_with(s) {
+                    return (Kind::Sym(s), 2);
+                }
+            }
+            for s in SYMS1 {
+                if rest.starts_with(s) {
+                    return (Kind::Sym(s), 1);
+                }
+            }
+            // Loki turns any other character into an identifier token.
+            (Kind::Ident(c.to_string()), c.len_utf8())
+        }
+    }
+}
+
+fn ident(i: &str) -> IResult<&str, &str> {
+    recognize((
+        take_while1(|c: char| c.is_alphabetic() || c == '_'),
+        take_while(|c: char| c.is_alphanumeric() || c == '_'),
+    ))
+    .parse(i)
+}
+
+/// A decimal number as Go's text/scanner reads it: `12`, `1.5`, `.5`, `1.`,
+/// `1e3`, `2.5E-3`.
+fn number(i: &str) -> IResult<&str, &str> {
+    let exponent = (one_of("eE"), opt(one_of("+-")), digit1);
+    let with_int = (digit1, opt((tag("."), opt(digit1))), opt(exponent));
+    let exponent2 = (one_of("eE"), opt(one_of("+-")), digit1);
+    let frac_only = (tag("."), digit1, opt(exponent2));
+    let hex = (
+        tag("0"),
+        one_of("xX"),
+        take_while1(|c: char| c.is_ascii_hexdigit() || c == '_'),
+    );
+    alt((recognize(hex), recognize(with_int), recognize(frac_only))).parse(i)
+}
+
+fn lex_word(rest: &str) -> (Kind, usize) {
+    let Ok((after, word)) = ident(rest) else {
+        let c = rest.chars().next().unwrap_or(' ');
+        return (Kind::Ident(c.to_string()), c.len_utf8().max(1));
+    };
+    let lower = word.to_ascii_lowercase();
+    if let Some(f) = FUNCTIONS.iter().find(|f| **f == lower) {
+        if is_function(after) {
+            return (Kind::Func(f), word.len());
+        }
+        return (Kind::Ident(word.to_string()), word.len());
+    }
+    if let Some(k) = KEYWORDS.iter().find(|k| **k == lower) {
+        return (Kind::Sym(k), word.len());
+    }
+    (Kind::Ident(word.to_string()), word.len())
+}
+
+/// Whether what follows a function name makes it a call: `(`, or
+/// `by (`/`without (` (vector aggregations with the grouping first).
+fn is_function(after: &str) -> bool {
+    let t = after.trim_start();
+    if t.starts_with('(') {
+        return true;
+    }
+    let lower_prefix = |p: &str| t.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p));
+    for kw in ["by", "without"] {
+        if lower_prefix(kw) {
+            return t[kw.len()..].trim_start().starts_with('(');
+        }
+    }
+    false
+}
+
+fn lex_number(rest: &str) -> (Kind, usize) {
+    let Ok((after, text)) = number(rest) else {
+        return (Kind::Ident(rest[..1].to_string()), 1);
+    };
+    let unit = unit_run(after, is_duration_rune);
+    if !unit.is_empty() {
+        let full = &rest[..text.len() + unit.len()];
+        if let Ok(d) = parse_duration(full) {
+            return (Kind::Duration(d), full.len());
+        }
+    }
+    let unit = unit_run(after, is_bytes_rune);
+    if !unit.is_empty() {
+        let full = &rest[..text.len() + unit.len()];
+        if let Ok(b) = parse_bytes(full) {
+            return (Kind::Bytes(b), full.len());
+        }
+    }
+    (Kind::Number(text.to_string()), text.len())
+}
+
+/// The run of digits, `.` and unit characters right after a number.
+fn unit_run(s: &str, unit: fn(char) -> bool) -> &str {
+    let end = s
+        .find(|c: char| !(c.is_numeric() || c == '.' || unit(c)))
+        .unwrap_or(s.len());
+    &s[..end]
+}
+
+fn is_duration_rune(c: char) -> bool {
+    matches!(c, 'n' | 'u' | 'µ' | 'm' | 's' | 'h' | 'd' | 'w' | 'y')
+}
+
+fn is_bytes_rune(c: char) -> bool {
+    matches!(c, 'B' | 'i' | 'k' | 'K' | 'M' | 'G' | 'T' | 'P')
+}
+
+const MS: i64 = 1_000_000;
+
+/// Prometheus' `model.ParseDuration`: `[0-9]+` with units `y w d h m s ms`,
+/// in that order, each at most once; or `0`.
+pub fn parse_prometheus_duration(s: &str) -> Result<i64, String> {
+    let invalid = || format!("not a valid duration string: {s:?}");
+    match s {
+        "0" => return Ok(0),
+        "" => return Err("empty duration string".into()),
+        _ => {}
+    }
+    const UNITS: [(&str, i64); 7] = [
+        ("y", 365 * 24 * 3600 * 1000 * MS),
+        ("w", 7 * 24 * 3600 * 1000 * MS),
+        ("d", 24 * 3600 * 1000 * MS),
+        ("h", 3600 * 1000 * MS),
+        ("m", 60 * 1000 * MS),
+        ("s", 1000 * MS),
+        ("ms", MS),
+    ];
+    let mut rest = s;
+    let mut next_unit = 0usize;
+    let mut total: i64 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(invalid());
+        }
+        let n: i64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if unit_len == 0 {
+            return Err(invalid());
+        }
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let idx = UNITS
+            .iter()
+            .position(|(u, _)| *u == unit)
+            .ok_or_else(|| format!("unknown unit {unit:?} in duration {s:?}"))?;
+        if idx < next_unit {
+            return Err(invalid());
+        }
+        next_unit = idx + 1;
+        let add = n
+            .checked_mul(UNITS[idx].1)
+            .ok_or_else(|| "duration out of range".to_string())?;
+        total = total
+            .checked_add(add)
+            .ok_or_else(|| "duration out of range".to_string())?;
+    }
+    Ok(total)
+}
+
+/// Go's `time.ParseDuration`: `[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+` with units
+/// `ns us µs μs ms s m h`, or `0`.
+pub fn parse_go_duration(s: &str) -> Result<i64, String> {
+    let invalid = || format!("time: invalid duration {s:?}");
+    let (neg, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total: i128 = 0;
+    while !rest.is_empty() {
+        let int_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let int_part = &rest[..int_len];
+        rest = &rest[int_len..];
+        let mut frac_part = "";
+        if let Some(r) = rest.strip_prefix('.') {
+            let fl = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            frac_part = &r[..fl];
+            rest = &r[fl..];
+        }
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(invalid());
+        }
+        let unit_len = rest
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit: i128 = match &rest[..unit_len] {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err(format!("time: missing unit in duration {s:?}")),
+            u => return Err(format!("time: unknown unit {u:?} in duration {s:?}")),
+        };
+        rest = &rest[unit_len..];
+        let int: i128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse::<i128>().map_err(|_| invalid())?
+        };
+        let mut v = int.checked_mul(unit).ok_or_else(invalid)?;
+        // Fraction: digits * unit / 10^len, truncated as Go does.
+        let mut scale: i128 = 1;
+        let mut frac: i128 = 0;
+        for d in frac_part.bytes().take(30) {
+            frac = frac * 10 + i128::from(d - b'0');
+            scale *= 10;
+        }
+        v += frac * unit / scale;
+        total += v;
+        if total > i128::from(i64::MAX) + i128::from(neg) {
+            return Err(invalid());
+        }
+    }
+    let total = if neg { -total } else { total };
+    i64::try_from(total).map_err(|_| invalid())
+}
+
+/// Loki's duration literals: Prometheus form first, then Go's.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    parse_prometheus_duration(s).or_else(|_| parse_go_duration(s))
+}
+
+/// go-humanize's `ParseBytes` as Loki uses it: a number, then an optional
+/// SI or IEC unit (case-insensitive; `B`, `kB`, `KiB`, `M`, ...).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ','))
+        .unwrap_or(s.len());
+    let num: String = s[..split].chars().filter(|c| *c != ',').collect();
+    let f: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid byte size {s:?}"))?;
+    let unit = s[split..].trim().to_ascii_lowercase();
+    let mult: f64 = match unit.as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "ki" | "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mi" | "mib" => 1024f64.powi(2),
+        "g" | "gb" => 1e9,
+        "gi" | "gib" => 1024f64.powi(3),
+        "t" | "tb" => 1e12,
+        "ti" | "tib" => 1024f64.powi(4),
+        "p" | "pb" => 1e15,
+        "pi" | "pib" => 1024f64.powi(5),
+        "e" | "eb" => 1e18,
+        "ei" | "eib" => 1024f64.powi(6),
+        _ => return Err(format!("unhandled size name: {unit}")),
+    };
+    let v = f * mult;
+    if !(v < u64::MAX as f64) {
+        return Err(format!("too large: {s}"));
+    }
+    Ok(v as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(s: &str) -> Vec<Kind> {
+        lex(s).into_iter().map(|t| t.kind).collect()
+    }
+
+    #[test]
+    fn durations_bytes_and_numbers() {
+        assert_eq!(
+            kinds("1m30s 250ms 20MB 1.5KiB 42B 3 1.5e3 -5m"),
+            vec![
+                Kind::Duration(90_000 * MS),
+                Kind::Duration(250 * MS),
+                Kind::Bytes(20_000_000),
+                Kind::Bytes(1536),
+                Kind::Bytes(42),
+                Kind::Number("3".into()),
+                Kind::Number("1.5e3".into()),
+                Kind::Duration(-300_000 * MS),
+                Kind::Eof
+            ]
+        );
+        assert_eq!(
+            kinds("1.5h"),
+            vec![Kind::Duration(5_400_000 * MS), Kind::Eof]
+        );
+        assert_eq!(kinds("2us"), vec![Kind::Duration(2_000), Kind::Eof]);
+    }
+
+    #[test]
+    fn functions_need_parenthesis() {
+        assert_eq!(kinds("rate (")[0], Kind::Func("rate"));
+        assert_eq!(kinds("rate")[0], Kind::Ident("rate".into()));
+        assert_eq!(kinds("SUM by (a) (")[0], Kind::Func("sum"));
+        assert_eq!(kinds("sum by a")[0], Kind::Ident("sum".into()));
+        assert_eq!(kinds("JSON")[0], Kind::Sym("json"));
+    }
+
+    #[test]
+    fn ranges_strings_flags_comments() {
+        assert_eq!(
+            kinds("[5m] \"a\\n\" `b\\n` --strict # c\n|="),
+            vec![
+                Kind::Range(300_000 * MS),
+                Kind::Str("a\n".into()),
+                Kind::Str("b\\n".into()),
+                Kind::Flag("--strict".into()),
+                Kind::Sym("|="),
+                Kind::Eof
+            ]
+        );
+        assert_eq!(
+            kinds("[1.5m]")[0],
+            Kind::Error("not a valid duration string: \"1.5m\"".into())
+        );
+        assert_eq!(
+            kinds("[5m")[0],
+            Kind::Error("missing closing ']' in duration".into())
+        );
+    }
+
+    #[test]
+    fn duration_parsers() {
+        assert_eq!(parse_prometheus_duration("1d2h"), Ok(26 * 3600 * 1000 * MS));
+        assert!(parse_prometheus_duration("2h1d").is_err());
+        assert_eq!(parse_go_duration("1h0m0.5s"), Ok(3_600_500 * MS));
+        assert_eq!(parse_go_duration("1us500ns"), Ok(1_500));
+        assert!(parse_go_duration("5").is_err());
+        assert_eq!(parse_bytes("1.5KiB"), Ok(1536));
+        assert_eq!(parse_bytes("5K"), Ok(5000));
+    }
+}
