@@ -179,7 +179,12 @@ pub fn decode_otlp_http(
             let dec = zstd::stream::read::Decoder::new(body)
                 .map_err(|e| PushError::bad_request(format!("zstd: {e}")))?;
             let mut out = Vec::new();
-            dec.take(max_decompressed as u64 + 1)
+            let max_decompressed = if max_decompressed == 0 {
+                usize::MAX
+            } else {
+                max_decompressed
+            };
+            dec.take((max_decompressed as u64).saturating_add(1))
                 .read_to_end(&mut out)
                 .map_err(|e| PushError::bad_request(format!("zstd: {e}")))?;
             if out.len() > max_decompressed {

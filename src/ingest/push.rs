@@ -49,8 +49,10 @@ pub fn media_type(content_type: Option<&str>) -> String {
 /// out. The buffer grows with the data actually produced, so a bomb costs
 /// at most `max` bytes of memory.
 fn read_limited(r: impl Read, max: usize, what: &str) -> Result<Vec<u8>, PushError> {
+    // 0 means no limit, as in Loki.
+    let max = if max == 0 { usize::MAX } else { max };
     let mut out = Vec::new();
-    let mut limited = r.take(max as u64 + 1);
+    let mut limited = r.take((max as u64).saturating_add(1));
     limited
         .read_to_end(&mut out)
         .map_err(|e| PushError::bad_request(format!("{what}: {e}")))?;
@@ -118,14 +120,13 @@ pub fn decode_push(
 /// Decodes a snappy block-format `PushRequest`.
 pub fn decode_protobuf(data: &[u8], max_decompressed: usize) -> Result<Vec<RawStream>, PushError> {
     // Check the declared length before allocating anything.
-    let len = snap::raw::decompress_len(data)
-        .map_err(|e| PushError::bad_request(format!("snappy: corrupt input: {e}")))?;
+    let len = snap::raw::decompress_len(data).map_err(|e| PushError::bad_request(e.to_string()))?;
     if max_decompressed > 0 && len > max_decompressed {
         return Err(decompressed_too_large(len, max_decompressed));
     }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(data)
-        .map_err(|e| PushError::bad_request(format!("snappy: corrupt input: {e}")))?;
+        .map_err(|e| PushError::bad_request(e.to_string()))?;
     let req: PushRequest = prost::Message::decode(raw.as_slice())
         .map_err(|e| PushError::bad_request(format!("proto: failed to decode PushRequest: {e}")))?;
     Ok(req
