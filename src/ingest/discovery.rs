@@ -515,4 +515,28 @@ mod tests {
         assert!(d.apply(&Labels::new(), &mut md, "oops error"));
         assert_eq!(md, vec![(DETECTED_LEVEL.to_string(), "error".to_string())]);
     }
+
+    #[test]
+    fn arbitrary_lines_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let f = fields();
+        let d = LevelDetector {
+            fields: &f,
+            json_max_depth: 2,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet: Vec<char> = "{}[]\"\\=: ,levlERROR\té😀\n".chars().collect();
+        for _ in 0..5000 {
+            let n = rng.random_range(0..40);
+            let line: String = (0..n)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            let lvl = d.from_line(&line);
+            assert!(
+                ["trace", "debug", "info", "warn", "error", "critical", "fatal", "unknown"]
+                    .contains(&lvl),
+                "{line:?} -> {lvl}"
+            );
+        }
+    }
 }

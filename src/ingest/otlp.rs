@@ -139,6 +139,31 @@ fn first_match(rules: &[AttributesConfig], name: &str) -> Option<Action> {
 }
 
 impl OtlpConfig {
+    /// Loki's check: `index_label` is not allowed for scope attributes.
+    pub fn validate(&self) -> Result<(), String> {
+        if self
+            .scope_attributes
+            .iter()
+            .any(|r| r.action == Action::IndexLabel)
+        {
+            return Err("index_label action is only supported for resource_attributes".into());
+        }
+        for r in self
+            .resource_attributes
+            .attributes_config
+            .iter()
+            .chain(&self.scope_attributes)
+            .chain(&self.log_attributes)
+        {
+            match (r.attributes.is_empty(), r.regex.is_none()) {
+                (true, true) => return Err("attributes or regex must be set".into()),
+                (false, false) => return Err("only one of attributes or regex must be set".into()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// First matching rule wins; the default index-label list comes first
     /// unless `ignore_defaults`; unmatched attributes are structured metadata.
     pub fn action_for_resource(&self, name: &str) -> Action {
@@ -1100,6 +1125,26 @@ mod tests {
             "-3"
         );
         assert_eq!(any_as_string(None), "");
+    }
+
+    #[test]
+    fn config_validation() {
+        let bad: OtlpConfig = serde_json::from_str(
+            r#"{"scope_attributes":[{"action":"index_label","attributes":["a"]}]}"#,
+        )
+        .unwrap();
+        assert!(bad.validate().is_err());
+        let bad: OtlpConfig =
+            serde_json::from_str(r#"{"log_attributes":[{"action":"drop"}]}"#).unwrap();
+        assert_eq!(
+            bad.validate(),
+            Err("attributes or regex must be set".to_string())
+        );
+        assert!(serde_json::from_str::<OtlpConfig>(
+            r#"{"log_attributes":[{"action":"keep","attributes":["a"]}]}"#
+        )
+        .is_err());
+        assert!(OtlpConfig::default().validate().is_ok());
     }
 
     #[test]

@@ -574,6 +574,37 @@ mod tests {
     }
 
     #[test]
+    fn random_bodies_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let valid = snappy_proto(&sample_request());
+        for i in 0..3000 {
+            let mut body = if i % 2 == 0 {
+                valid.clone()
+            } else {
+                br#"{"streams":[{"stream":{"a":"1"},"values":[["1","x"]]}]}"#.to_vec()
+            };
+            for _ in 0..rng.random_range(1..4) {
+                let at = rng.random_range(0..body.len());
+                body[at] = rng.random();
+            }
+            let ct = if i % 2 == 0 {
+                None
+            } else {
+                Some("application/json")
+            };
+            let _ = decode_push(ct, None, &body, 1 << 20, 1 << 20);
+            let _ = crate::ingest::decode_otlp_http(
+                Some("application/x-protobuf"),
+                None,
+                &body,
+                1 << 20,
+            );
+            let _ = crate::ingest::decode_otlp_http(Some("application/json"), None, &body, 1 << 20);
+        }
+    }
+
+    #[test]
     fn media_type_is_lenient() {
         assert_eq!(
             media_type(Some("Application/JSON ; charset=UTF-8")),
