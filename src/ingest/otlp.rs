@@ -646,15 +646,15 @@ pub fn map_request(
 ) -> MappedOtlp {
     let mut out = MappedOtlp::default();
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut stream_for = |out: &mut MappedOtlp, labels: String| -> usize {
-        if let Some(i) = index.get(&labels) {
+    let mut stream_for = |out: &mut MappedOtlp, labels: &str| -> usize {
+        if let Some(i) = index.get(labels) {
             return *i;
         }
         out.streams.push(RawStream {
-            labels: labels.clone(),
+            labels: labels.to_string(),
             entries: Vec::new(),
         });
-        index.insert(labels, out.streams.len() - 1);
+        index.insert(labels.to_string(), out.streams.len() - 1);
         out.streams.len() - 1
     };
 
@@ -708,11 +708,11 @@ pub fn map_request(
                     other => any_as_string(other.as_ref()),
                 };
                 let i = if log_labels.is_empty() {
-                    stream_for(&mut out, resource_text.clone())
+                    stream_for(&mut out, &resource_text)
                 } else {
                     let mut combined = stream_labels.clone();
                     combined.extend(log_labels);
-                    stream_for(&mut out, labels_text(&combined))
+                    stream_for(&mut out, &labels_text(&combined))
                 };
                 out.streams[i].entries.push(PushEntry {
                     ts,
