@@ -515,4 +515,44 @@ mod tests {
         assert!(d.apply(&Labels::new(), &mut md, "oops error"));
         assert_eq!(md, vec![(DETECTED_LEVEL.to_string(), "error".to_string())]);
     }
+
+    #[test]
+    fn real_log_lines() {
+        // Lines from the loghub corpus.
+        assert_eq!(detect_line("[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok /etc/httpd/conf/workers2.properties"), "unknown");
+        assert_eq!(
+            detect_line(
+                "[Sun Dec 04 04:47:44 2005] [error] mod_jk child workerEnv in error state 6"
+            ),
+            "error"
+        );
+        assert_eq!(detect_line("081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 for block blk_38865049064139660 terminating"), "info");
+        assert_eq!(detect_line("2015-07-29 17:41:44,747 - INFO  [QuorumPeer[myid=1]/0:0:0:0:0:0:0:0:2181:FastLeaderElection@774] - Notification time out: 3200"), "info");
+        // Has `=` (logfmt path) but no level key; `.info.` is not a word.
+        assert_eq!(detect_line("03-17 16:13:38.811 D WindowManager: token=Token{a64f992 com.tencent.qt.qtl/.activity.info.News"), "unknown");
+    }
+
+    #[test]
+    fn arbitrary_lines_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let f = fields();
+        let d = LevelDetector {
+            fields: &f,
+            json_max_depth: 2,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet: Vec<char> = "{}[]\"\\=: ,levlERROR\té😀\n".chars().collect();
+        for _ in 0..5000 {
+            let n = rng.random_range(0..40);
+            let line: String = (0..n)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            let lvl = d.from_line(&line);
+            assert!(
+                ["trace", "debug", "info", "warn", "error", "critical", "fatal", "unknown"]
+                    .contains(&lvl),
+                "{line:?} -> {lvl}"
+            );
+        }
+    }
 }

@@ -466,11 +466,15 @@ impl Ingester {
             self.limits.max_recv_msg_size,
             self.limits.max_decompressed_size,
         )?;
+        self.push_raw(tenant, raw)
+    }
+
+    fn push_raw(&self, tenant: &str, raw: Vec<RawStream>) -> Result<PushSummary, PushError> {
         if raw.is_empty() {
             return Err(PushError::new(422, validate::MISSING_STREAMS_MSG));
         }
-        let prepared = validate::prepare_push(raw, &self.limits, now_ns())?;
-        let errors = prepared.errors.clone();
+        let mut prepared = validate::prepare_push(raw, &self.limits, now_ns())?;
+        let errors = std::mem::take(&mut prepared.errors);
         let stored = self.store_prepared(tenant, prepared)?;
         if let Some(e) = stored.limit_error {
             return Err(e);
@@ -479,6 +483,16 @@ impl Ingester {
             return Err(PushError::bad_request(errors.join("\n")));
         }
         Ok(stored.summary)
+    }
+
+    /// A decoded `PushRequest` (the gRPC `logproto.Pusher/Push`); the same
+    /// outcomes as [`Ingester::push`].
+    pub fn push_request(
+        &self,
+        tenant: &str,
+        req: crate::proto::logproto::PushRequest,
+    ) -> Result<PushSummary, PushError> {
+        self.push_raw(tenant, push::raw_streams(req))
     }
 
     /// OTLP export (HTTP and gRPC share this). Blocking. Rejected records are
@@ -504,9 +518,10 @@ impl Ingester {
         }
         let prepared =
             validate::prepare_raw_streams(std::mem::take(&mut raw.streams), &self.limits, now_ns());
+        let mut prepared = prepared;
         let mut errors = raw.errors;
         let mut rejected = raw.rejected + prepared.rejected_lines();
-        errors.extend(prepared.errors.iter().cloned());
+        errors.append(&mut prepared.errors);
         let stored = self.store_prepared(tenant, prepared)?;
         rejected += stored.refused_lines;
         if let Some(e) = stored.limit_error {

@@ -139,6 +139,31 @@ fn first_match(rules: &[AttributesConfig], name: &str) -> Option<Action> {
 }
 
 impl OtlpConfig {
+    /// Loki's check: `index_label` is not allowed for scope attributes.
+    pub fn validate(&self) -> Result<(), String> {
+        if self
+            .scope_attributes
+            .iter()
+            .any(|r| r.action == Action::IndexLabel)
+        {
+            return Err("index_label action is only supported for resource_attributes".into());
+        }
+        for r in self
+            .resource_attributes
+            .attributes_config
+            .iter()
+            .chain(&self.scope_attributes)
+            .chain(&self.log_attributes)
+        {
+            match (r.attributes.is_empty(), r.regex.is_none()) {
+                (true, true) => return Err("attributes or regex must be set".into()),
+                (false, false) => return Err("only one of attributes or regex must be set".into()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// First matching rule wins; the default index-label list comes first
     /// unless `ignore_defaults`; unmatched attributes are structured metadata.
     pub fn action_for_resource(&self, name: &str) -> Action {
@@ -179,7 +204,12 @@ pub fn decode_otlp_http(
             let dec = zstd::stream::read::Decoder::new(body)
                 .map_err(|e| PushError::bad_request(format!("zstd: {e}")))?;
             let mut out = Vec::new();
-            dec.take(max_decompressed as u64 + 1)
+            let max_decompressed = if max_decompressed == 0 {
+                usize::MAX
+            } else {
+                max_decompressed
+            };
+            dec.take((max_decompressed as u64).saturating_add(1))
                 .read_to_end(&mut out)
                 .map_err(|e| PushError::bad_request(format!("zstd: {e}")))?;
             if out.len() > max_decompressed {
@@ -616,15 +646,15 @@ pub fn map_request(
 ) -> MappedOtlp {
     let mut out = MappedOtlp::default();
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut stream_for = |out: &mut MappedOtlp, labels: String| -> usize {
-        if let Some(i) = index.get(&labels) {
+    let mut stream_for = |out: &mut MappedOtlp, labels: &str| -> usize {
+        if let Some(i) = index.get(labels) {
             return *i;
         }
         out.streams.push(RawStream {
-            labels: labels.clone(),
+            labels: labels.to_string(),
             entries: Vec::new(),
         });
-        index.insert(labels, out.streams.len() - 1);
+        index.insert(labels.to_string(), out.streams.len() - 1);
         out.streams.len() - 1
     };
 
@@ -678,11 +708,11 @@ pub fn map_request(
                     other => any_as_string(other.as_ref()),
                 };
                 let i = if log_labels.is_empty() {
-                    stream_for(&mut out, resource_text.clone())
+                    stream_for(&mut out, &resource_text)
                 } else {
                     let mut combined = stream_labels.clone();
                     combined.extend(log_labels);
-                    stream_for(&mut out, labels_text(&combined))
+                    stream_for(&mut out, &labels_text(&combined))
                 };
                 out.streams[i].entries.push(PushEntry {
                     ts,
@@ -1095,6 +1125,26 @@ mod tests {
             "-3"
         );
         assert_eq!(any_as_string(None), "");
+    }
+
+    #[test]
+    fn config_validation() {
+        let bad: OtlpConfig = serde_json::from_str(
+            r#"{"scope_attributes":[{"action":"index_label","attributes":["a"]}]}"#,
+        )
+        .unwrap();
+        assert!(bad.validate().is_err());
+        let bad: OtlpConfig =
+            serde_json::from_str(r#"{"log_attributes":[{"action":"drop"}]}"#).unwrap();
+        assert_eq!(
+            bad.validate(),
+            Err("attributes or regex must be set".to_string())
+        );
+        assert!(serde_json::from_str::<OtlpConfig>(
+            r#"{"log_attributes":[{"action":"keep","attributes":["a"]}]}"#
+        )
+        .is_err());
+        assert!(OtlpConfig::default().validate().is_ok());
     }
 
     #[test]

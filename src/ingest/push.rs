@@ -49,8 +49,10 @@ pub fn media_type(content_type: Option<&str>) -> String {
 /// out. The buffer grows with the data actually produced, so a bomb costs
 /// at most `max` bytes of memory.
 fn read_limited(r: impl Read, max: usize, what: &str) -> Result<Vec<u8>, PushError> {
+    // 0 means no limit, as in Loki.
+    let max = if max == 0 { usize::MAX } else { max };
     let mut out = Vec::new();
-    let mut limited = r.take(max as u64 + 1);
+    let mut limited = r.take((max as u64).saturating_add(1));
     limited
         .read_to_end(&mut out)
         .map_err(|e| PushError::bad_request(format!("{what}: {e}")))?;
@@ -118,18 +120,22 @@ pub fn decode_push(
 /// Decodes a snappy block-format `PushRequest`.
 pub fn decode_protobuf(data: &[u8], max_decompressed: usize) -> Result<Vec<RawStream>, PushError> {
     // Check the declared length before allocating anything.
-    let len = snap::raw::decompress_len(data)
-        .map_err(|e| PushError::bad_request(format!("snappy: corrupt input: {e}")))?;
+    let len = snap::raw::decompress_len(data).map_err(|e| PushError::bad_request(e.to_string()))?;
     if max_decompressed > 0 && len > max_decompressed {
         return Err(decompressed_too_large(len, max_decompressed));
     }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(data)
-        .map_err(|e| PushError::bad_request(format!("snappy: corrupt input: {e}")))?;
+        .map_err(|e| PushError::bad_request(e.to_string()))?;
     let req: PushRequest = prost::Message::decode(raw.as_slice())
         .map_err(|e| PushError::bad_request(format!("proto: failed to decode PushRequest: {e}")))?;
-    Ok(req
-        .streams
+    Ok(raw_streams(req))
+}
+
+/// Moves the streams of a decoded `PushRequest` into [`RawStream`]s
+/// (no copies of lines or labels).
+pub fn raw_streams(req: PushRequest) -> Vec<RawStream> {
+    req.streams
         .into_iter()
         .map(|s| RawStream {
             labels: s.labels,
@@ -150,7 +156,7 @@ pub fn decode_protobuf(data: &[u8], max_decompressed: usize) -> Result<Vec<RawSt
                 })
                 .collect(),
         })
-        .collect())
+        .collect()
 }
 
 /// Seconds + nanos as Unix nanoseconds, saturating (validation rejects
@@ -296,15 +302,28 @@ impl<'de> Visitor<'de> for EntryVisitor {
         let line: String = seq
             .next_element()?
             .ok_or_else(|| de::Error::custom("entry is missing its line"))?;
-        let meta: Option<Option<std::collections::BTreeMap<String, Option<String>>>> =
+        let meta: Option<Option<std::collections::BTreeMap<String, serde_json::Value>>> =
             seq.next_element()?;
-        let metadata = match meta.flatten() {
-            Some(m) => m
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k, v)))
-                .collect(),
-            None => Vec::new(),
-        };
+        let mut metadata = Vec::new();
+        for (k, v) in meta.flatten().unwrap_or_default() {
+            match v {
+                serde_json::Value::Null => {}
+                serde_json::Value::String(s) => metadata.push((k, s)),
+                // The query-response form: {"structuredMetadata": {...}, "parsed": {...}}.
+                serde_json::Value::Object(m) => {
+                    if k == "structuredMetadata" {
+                        for (k, v) in m {
+                            match v {
+                                serde_json::Value::String(s) => metadata.push((k, s)),
+                                serde_json::Value::Null => {}
+                                other => metadata.push((k, other.to_string())),
+                            }
+                        }
+                    }
+                }
+                other => metadata.push((k, other.to_string())),
+            }
+        }
         if seq.next_element::<IgnoredAny>()?.is_some() {
             return Err(de::Error::custom("entry has more than 3 elements"));
         }
@@ -526,6 +545,63 @@ mod tests {
             format!("request body too large: decompressed message size too large than max ({} vs {limit})", limit + 1)
         );
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn json_metadata_forms() {
+        let body = br#"{"streams":[{"stream":{"a":"1"},"values":[
+            ["1","l1",{"structuredMetadata":{"x":"1","n":null},"parsed":{"p":"2"}}],
+            ["2","l2",{"num":5,"s":"v"}],
+            ["3","l3",null]]}]}"#;
+        let got = decode_json(body).unwrap();
+        let md: Vec<Vec<(String, String)>> =
+            got[0].entries.iter().map(|e| e.metadata.clone()).collect();
+        assert_eq!(
+            md,
+            vec![
+                vec![("x".to_string(), "1".to_string())],
+                vec![
+                    ("num".to_string(), "5".to_string()),
+                    ("s".to_string(), "v".to_string())
+                ],
+                vec![],
+            ]
+        );
+        assert!(decode_json(br#"{"streams":[{"stream":{"a":"1"},"values":[["1"]]}]}"#).is_err());
+        assert!(
+            decode_json(br#"{"streams":[{"stream":{"a":"1"},"values":[["x","l"]]}]}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn random_bodies_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let valid = snappy_proto(&sample_request());
+        for i in 0..3000 {
+            let mut body = if i % 2 == 0 {
+                valid.clone()
+            } else {
+                br#"{"streams":[{"stream":{"a":"1"},"values":[["1","x"]]}]}"#.to_vec()
+            };
+            for _ in 0..rng.random_range(1..4) {
+                let at = rng.random_range(0..body.len());
+                body[at] = rng.random();
+            }
+            let ct = if i % 2 == 0 {
+                None
+            } else {
+                Some("application/json")
+            };
+            let _ = decode_push(ct, None, &body, 1 << 20, 1 << 20);
+            let _ = crate::ingest::decode_otlp_http(
+                Some("application/x-protobuf"),
+                None,
+                &body,
+                1 << 20,
+            );
+            let _ = crate::ingest::decode_otlp_http(Some("application/json"), None, &body, 1 << 20);
+        }
     }
 
     #[test]
