@@ -995,3 +995,250 @@ fn logfmt_params(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::logql::log::testutil::{labels, md, pipeline, run, run_md};
+    use crate::logql::syntax::ast::{ExtractParam, ParserStage, Stage};
+
+    fn json() -> Stage {
+        Stage::Parser(ParserStage::Json(vec![]))
+    }
+    fn json_p(ps: &[(&str, Option<&str>)]) -> Stage {
+        Stage::Parser(ParserStage::Json(
+            ps.iter()
+                .map(|(l, e)| ExtractParam {
+                    label: l.to_string(),
+                    expr: e.map(String::from),
+                })
+                .collect(),
+        ))
+    }
+    fn logfmt(strict: bool, keep_empty: bool, ps: &[(&str, Option<&str>)]) -> Stage {
+        Stage::Parser(ParserStage::Logfmt {
+            strict,
+            keep_empty,
+            params: ps
+                .iter()
+                .map(|(l, e)| ExtractParam {
+                    label: l.to_string(),
+                    expr: e.map(String::from),
+                })
+                .collect(),
+        })
+    }
+    fn labels_of(stages: Vec<Stage>, line: &str) -> String {
+        run(&pipeline(stages), line).expect("kept").1
+    }
+
+    const STRUCTLOG: &str = r#"{"timestamp": "2024-05-01T10:00:00Z", "level": "error", "event": "order_processing_failed", "order_id": 4411, "trace_id": "7f3a", "duration_ms": 250.5, "ok": false, "tags": ["a", {"b": 1}], "ctx": {"user.id": 7, "geo": {"1st": "eu"}}, "n": null}"#;
+
+    #[test]
+    fn json_all_fields_nested_arrays_skipped() {
+        assert_eq!(
+            labels_of(vec![json()], STRUCTLOG),
+            r#"{app="svc", ctx_geo_1st="eu", ctx_user_id="7", duration_ms="250.5", event="order_processing_failed", level="error", ok="false", order_id="4411", timestamp="2024-05-01T10:00:00Z", trace_id="7f3a"}"#
+        );
+    }
+
+    #[test]
+    fn json_sanitizes_names_and_unescapes() {
+        assert_eq!(
+            labels_of(
+                vec![json()],
+                r#"{"1st": "x", "a-b.c": "y", " sp ": "z", "msg": "a\"b\u00e9\n", "a":"1", "a":"2"}"#
+            ),
+            r#"{_1st="x", a="1", a_b_c="y", app="svc", msg="a\"bé\n", sp="z"}"#
+        );
+    }
+
+    #[test]
+    fn json_collisions_with_stream_and_metadata() {
+        let (_, l) = run_md(
+            &pipeline(vec![json()]),
+            r#"{"app": "web", "trace_id": "x", "level": "info"}"#,
+            &[("trace_id", "y")],
+        )
+        .unwrap();
+        assert_eq!(
+            l,
+            r#"{app="svc", app_extracted="web", level="info", trace_id="y", trace_id_extracted="x"}"#
+        );
+    }
+
+    #[test]
+    fn json_errors() {
+        assert_eq!(
+            labels_of(vec![json()], "level=info not json"),
+            r#"{__error__="JSONParserErr", __error_details__="Value looks like object, but can't find closing '}' symbol", app="svc"}"#
+        );
+        // Fields before the error are kept.
+        assert_eq!(
+            labels_of(vec![json()], r#"{"level": "error", "msg": "unterminated"#),
+            r#"{__error__="JSONParserErr", __error_details__="Value is string, but can't find closing '\"' symbol", app="svc", level="error"}"#
+        );
+        // Malformed input never panics.
+        for bad in [
+            "{",
+            "{\"",
+            "{\"a\"",
+            "{\"a\":",
+            "{\"a\":{",
+            "{\"a\":[1,",
+            "{\"a\":\"\\",
+            "\u{0}{}",
+            "{\"a\":1,}",
+        ] {
+            let l = labels_of(vec![json()], bad);
+            assert!(l.contains("JSONParserErr"), "{bad}: {l}");
+        }
+        let deep = "{\"a\":".repeat(10_000);
+        assert!(labels_of(vec![json()], &deep).contains("JSONParserErr"));
+    }
+
+    #[test]
+    fn json_params_with_paths() {
+        let st = json_p(&[
+            ("first_tag", Some("tags[0]")),
+            ("user", Some(r#"ctx["user.id"]"#)),
+            ("geo", Some("ctx.geo")),
+            ("missing", Some("nope.x")),
+            ("level", None),
+            ("tag_obj", Some("tags[1]")),
+        ]);
+        assert_eq!(
+            labels_of(vec![st], STRUCTLOG),
+            r#"{app="svc", first_tag="a", geo="{\"1st\": \"eu\"}", level="error", missing="", tag_obj="{\"b\": 1}", user="7"}"#
+        );
+        let st = json_p(&[("level", None)]);
+        // As Loki: a line that cannot start JSON gets the error and no labels.
+        assert_eq!(
+            labels_of(vec![st.clone()], "plain text"),
+            r#"{__error__="JSONParserErr", app="svc"}"#
+        );
+        assert!(
+            crate::logql::log::Pipeline::new(&[json_p(&[("a", Some("x[\"unterminated"))])])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn logfmt_default_keep_empty_and_strict() {
+        let line = r#"level=info msg="order created" order_id=4412 empty= flag dur=1.2s"#;
+        assert_eq!(
+            labels_of(vec![logfmt(false, false, &[])], line),
+            r#"{app="svc", dur="1.2s", level="info", msg="order created", order_id="4412"}"#
+        );
+        assert_eq!(
+            labels_of(vec![logfmt(false, true, &[])], line),
+            r#"{app="svc", dur="1.2s", empty="", flag="", level="info", msg="order created", order_id="4412"}"#
+        );
+        let bad = r#"level=info bad"key=1 after=2"#;
+        assert_eq!(
+            labels_of(vec![logfmt(false, false, &[])], bad),
+            r#"{after="2", app="svc", level="info"}"#
+        );
+        assert_eq!(
+            labels_of(vec![logfmt(true, false, &[])], bad),
+            r#"{__error__="LogfmtParserErr", __error_details__="logfmt syntax error at pos 15 : unexpected '\"'", app="svc", level="info"}"#
+        );
+        assert_eq!(
+            labels_of(
+                vec![logfmt(false, false, &[])],
+                r#"app=web msg="a \"q\" b""#
+            ),
+            r#"{app="svc", app_extracted="web", msg="a \"q\" b"}"#
+        );
+    }
+
+    #[test]
+    fn logfmt_params() {
+        let line = "level=info order_id=4412";
+        assert_eq!(
+            labels_of(
+                vec![logfmt(
+                    false,
+                    false,
+                    &[
+                        ("lvl", Some("level")),
+                        ("order_id", None),
+                        ("x", Some("nokey"))
+                    ]
+                )],
+                line
+            ),
+            r#"{app="svc", lvl="info", order_id="4412", x=""}"#
+        );
+    }
+
+    #[test]
+    fn regexp_on_apache_line() {
+        let line = "[Sun Dec 04 04:47:44 2005] [error] mod_jk child workerEnv in error state 6";
+        let st = Stage::Parser(ParserStage::Regexp(
+            r"\[(?P<ts>[^\]]+)\] \[(?P<level>\w+)\] (?P<msg>.*?)(?P<code> \d+)?$".into(),
+        ));
+        assert_eq!(
+            labels_of(vec![st.clone()], line),
+            r#"{app="svc", code=" 6", level="error", msg="mod_jk child workerEnv in error state", ts="Sun Dec 04 04:47:44 2005"}"#
+        );
+        // An unmatched optional group gives an empty value; no match sets nothing.
+        assert_eq!(
+            labels_of(vec![st.clone()], "[t] [notice] ok"),
+            r#"{app="svc", code="", level="notice", msg="ok", ts="t"}"#
+        );
+        assert_eq!(labels_of(vec![st], "nothing"), r#"{app="svc"}"#);
+        assert!(
+            crate::logql::log::Pipeline::new(&[Stage::Parser(ParserStage::Regexp("(a)".into()))])
+                .is_err()
+        );
+        assert!(
+            crate::logql::log::Pipeline::new(&[Stage::Parser(ParserStage::Regexp(
+                "(?P<a>x)(?P<a>y)".into()
+            ))])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn pattern_on_openssh_line() {
+        let line = "Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster from 173.234.31.186";
+        let st = Stage::Parser(ParserStage::Pattern(
+            "<_> sshd[<pid>]: <msg> from <app>".into(),
+        ));
+        assert_eq!(
+            labels_of(vec![st], line),
+            r#"{app="svc", app_extracted="173.234.31.186", msg="Invalid user webmaster", pid="24200"}"#
+        );
+        // Anchored at the start: a leading literal must match there.
+        let st = Stage::Parser(ParserStage::Pattern("LabSZ <x> <_>".into()));
+        assert_eq!(labels_of(vec![st], line), r#"{app="svc"}"#);
+    }
+
+    #[test]
+    fn unpack_entry_and_labels() {
+        let p = pipeline(vec![Stage::Parser(ParserStage::Unpack)]);
+        let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
+        let m = md(&[]);
+        let input = br#"{"_entry": "GET /x \"q\" 200", "pod": "p1", "n": 5, "app": "other"}"#;
+        let (l, r) = sp.process(1, input, &m).unwrap();
+        assert_eq!(l, br#"GET /x "q" 200"#);
+        assert_eq!(r.parsed.to_string(), r#"{app_extracted="other", pod="p1"}"#);
+        assert_eq!(
+            labels_of(vec![Stage::Parser(ParserStage::Unpack)], "plain"),
+            r#"{__error__="JSONParserErr", __error_details__="expecting json object(6), but it is not", app="svc"}"#
+        );
+        // Without `_entry` the line is unchanged.
+        let (l, _) = run(&p, r#"{"pod": "p2"}"#).unwrap();
+        assert_eq!(l, r#"{"pod": "p2"}"#);
+    }
+
+    #[test]
+    fn first_extracted_value_wins_across_parsers() {
+        let st = vec![json(), logfmt(false, false, &[])];
+        let p = pipeline(st);
+        // The JSON parse fails, logfmt then extracts; a later key does not
+        // overwrite an earlier one.
+        let (_, l) = run(&p, "level=info level=debug").unwrap();
+        assert!(l.contains(r#"level="info""#), "{l}");
+    }
+}
