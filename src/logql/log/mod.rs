@@ -672,3 +672,146 @@ pub(crate) mod testutil {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::{labels, md, pipeline};
+    use super::*;
+    use crate::logql::syntax::ast::LabelFilterExpr;
+    use crate::logql::syntax::ast::{
+        LineFilter, LineFilterOp, LineFilterValue, MatchOp, Matcher, ParserStage,
+    };
+
+    fn contains(s: &str) -> Stage {
+        Stage::LineFilter(LineFilter {
+            op: LineFilterOp::Contains,
+            values: vec![LineFilterValue::Str(s.into())],
+        })
+    }
+
+    #[test]
+    fn categories_are_tracked() {
+        let p = pipeline(vec![Stage::Parser(ParserStage::Json(vec![]))]);
+        let mut sp = p.for_stream(&labels(r#"{app="svc", env="prod"}"#));
+        let m = md(&[("trace_id", "t-9")]);
+        let (_, r) = sp
+            .process(1, br#"{"level": "error", "order_id": 1}"#, &m)
+            .unwrap();
+        assert_eq!(r.stream.to_string(), r#"{app="svc", env="prod"}"#);
+        assert_eq!(r.structured_metadata.to_string(), r#"{trace_id="t-9"}"#);
+        assert_eq!(r.parsed.to_string(), r#"{level="error", order_id="1"}"#);
+        let (_, r) = sp.process(2, b"oops", &m).unwrap();
+        assert_eq!(
+            r.parsed.to_string(),
+            r#"{__error__="JSONParserErr", __error_details__="Value looks like object, but can't find closing '}' symbol"}"#
+        );
+    }
+
+    #[test]
+    fn unchanged_entries_get_the_cached_stream_labels() {
+        let p = pipeline(vec![
+            contains("order"),
+            Stage::Parser(ParserStage::Json(vec![])),
+        ]);
+        let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
+        let (_, r) = sp.process(1, br#"{"order": 1}"#, &[]).unwrap();
+        assert_eq!(r.parsed.to_string(), r#"{order="1"}"#);
+        // `{}` adds nothing: the labels are the stream's alone again.
+        let (_, r) = sp.process(2, b"{} order", &[]).unwrap();
+        assert_eq!(
+            r,
+            &ResultLabels {
+                stream: labels(r#"{app="svc"}"#),
+                ..Default::default()
+            }
+        );
+        assert!(sp.process(3, b"{}", &[]).is_none());
+        let f = pipeline(vec![contains("x")]);
+        let mut sp = f.for_stream(&labels(r#"{app="svc"}"#));
+        let cached: *const ResultLabels = &sp.cached;
+        let (_, r) = sp.process(1, b"x", &[]).unwrap();
+        assert!(std::ptr::eq(r, cached));
+    }
+
+    #[test]
+    fn error_filter_after_parser() {
+        let no_err = LabelFilterExpr::String(Matcher {
+            name: "__error__".into(),
+            op: MatchOp::Eq,
+            value: "".into(),
+        });
+        let p = pipeline(vec![
+            Stage::Parser(ParserStage::Json(vec![])),
+            Stage::LabelFilter(no_err),
+        ]);
+        let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
+        assert!(sp.process(1, b"not json", &[]).is_none());
+        assert!(sp.process(1, br#"{"a":"b"}"#, &[]).is_some());
+    }
+
+    #[test]
+    fn filter_only_block_path() {
+        let p = pipeline(vec![
+            contains("error"),
+            Stage::LineFilter(LineFilter {
+                op: LineFilterOp::NotContains,
+                values: vec![LineFilterValue::Str("mod_jk".into())],
+            }),
+        ]);
+        assert!(p.is_filter_only());
+        assert!(!pipeline(vec![Stage::Decolorize]).is_filter_only());
+        let lines = [
+            "[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok",
+            "[Sun Dec 04 04:47:44 2005] [error] mod_jk child workerEnv in error state 6",
+            "[Sun Dec 04 04:52:15 2005] [error] [client 1.2.3.4] Directory index forbidden",
+        ];
+        let mut buf = Vec::new();
+        let mut off = vec![0u32];
+        for l in lines {
+            buf.extend_from_slice(l.as_bytes());
+            off.push(buf.len() as u32);
+        }
+        let mut keep = Vec::new();
+        p.filter_block(&buf, &off, &mut keep);
+        assert_eq!(keep, [false, false, true]);
+    }
+
+    /// `cargo test --release --lib bench_filter -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench_filter_block_vs_per_line() {
+        let text = std::fs::read_to_string("/work/shared/corpus/loghub/OpenSSH_2k.log")
+            .unwrap_or_default();
+        let mut buf = Vec::new();
+        let mut off = vec![0u32];
+        for _ in 0..50 {
+            for l in text.lines() {
+                buf.extend_from_slice(l.as_bytes());
+                off.push(buf.len() as u32);
+            }
+        }
+        let p = pipeline(vec![contains("Accepted password")]);
+        let t = std::time::Instant::now();
+        let mut keep = Vec::new();
+        p.filter_block(&buf, &off, &mut keep);
+        let block = t.elapsed();
+        let n_block = keep.iter().filter(|k| **k).count();
+        let t = std::time::Instant::now();
+        let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
+        let mut n = 0;
+        for w in off.windows(2) {
+            if sp
+                .process(0, &buf[w[0] as usize..w[1] as usize], &[])
+                .is_some()
+            {
+                n += 1;
+            }
+        }
+        let per_line = t.elapsed();
+        assert_eq!(n, n_block);
+        println!(
+            "{} lines: block {block:?}, per line {per_line:?}, hits {n}",
+            off.len() - 1
+        );
+    }
+}
