@@ -34,7 +34,13 @@ pub struct Exec<'a, 'o> {
 type Res<T> = Result<T, String>;
 
 impl<'a, 'o> Exec<'a, 'o> {
-    pub fn new(tree: &'a Tree, name: &'a str, src: &'a str, data: &'a dyn TemplateData, out: &'o mut String) -> Self {
+    pub fn new(
+        tree: &'a Tree,
+        name: &'a str,
+        src: &'a str,
+        data: &'a dyn TemplateData,
+        out: &'o mut String,
+    ) -> Self {
         let start = out.len();
         Exec {
             tree,
@@ -47,7 +53,10 @@ impl<'a, 'o> Exec<'a, 'o> {
             depth: 0,
             vars: Vec::new(),
             root: Value::Labels(data),
-            ctx: Ctx { line: data.line(), ts_ns: data.timestamp_ns() },
+            ctx: Ctx {
+                line: data.line(),
+                ts_ns: data.timestamp_ns(),
+            },
         }
     }
 
@@ -85,7 +94,11 @@ impl<'a, 'o> Exec<'a, 'o> {
 
     fn check_output(&self, pos: usize) -> Res<()> {
         if self.out.len() - self.start > MAX_OUTPUT {
-            return Err(self.err(pos, "output", format!("template output exceeds {MAX_OUTPUT} bytes")));
+            return Err(self.err(
+                pos,
+                "output",
+                format!("template output exceeds {MAX_OUTPUT} bytes"),
+            ));
         }
         Ok(())
     }
@@ -147,7 +160,11 @@ impl<'a, 'o> Exec<'a, 'o> {
                 Node::Continue => return Ok(Flow::Continue),
                 Node::Template { pos, name, pipe } => {
                     let Some(body) = self.tree.defines.get(name) else {
-                        return Err(self.err(*pos, &format!("{{{{template \"{name}\"}}}}"), format!("no such template \"{name}\"")));
+                        return Err(self.err(
+                            *pos,
+                            &format!("{{{{template \"{name}\"}}}}"),
+                            format!("no such template \"{name}\""),
+                        ));
                     };
                     let arg = match pipe {
                         Some(p) => self.eval_pipe(dot, p)?,
@@ -155,7 +172,11 @@ impl<'a, 'o> Exec<'a, 'o> {
                     };
                     self.depth += 1;
                     if self.depth > MAX_DEPTH {
-                        return Err(self.err(*pos, &format!("{{{{template \"{name}\"}}}}"), format!("exceeded maximum template depth ({MAX_DEPTH})")));
+                        return Err(self.err(
+                            *pos,
+                            &format!("{{{{template \"{name}\"}}}}"),
+                            format!("exceeded maximum template depth ({MAX_DEPTH})"),
+                        ));
                     }
                     let saved_vars = std::mem::take(&mut self.vars);
                     let saved_root = std::mem::replace(&mut self.root, arg.clone());
@@ -178,17 +199,39 @@ impl<'a, 'o> Exec<'a, 'o> {
             self.vars.push((d.as_str(), Value::Nil));
         }
         let items: Vec<(Value<'a>, Value<'a>)> = match &v {
-            Value::List(l) => l.iter().enumerate().map(|(i, e)| (Value::Int(i as i64), e.clone())).collect(),
-            Value::Map(m) => m.iter().map(|(k, e)| (Value::string(k.clone()), e.clone())).collect(),
-            Value::Labels(d) => sorted_labels(*d).into_iter().map(|(k, e)| (Value::string(k), Value::string(e))).collect(),
+            Value::List(l) => l
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (Value::Int(i as i64), e.clone()))
+                .collect(),
+            Value::Map(m) => m
+                .iter()
+                .map(|(k, e)| (Value::string(k.clone()), e.clone()))
+                .collect(),
+            Value::Labels(d) => sorted_labels(*d)
+                .into_iter()
+                .map(|(k, e)| (Value::string(k), Value::string(e)))
+                .collect(),
             Value::Int(n) => {
                 if *n as u64 > MAX_STEPS as u64 {
-                    return Err(self.err(b.pipe.pos, "range", format!("template exceeded {MAX_STEPS} steps")));
+                    return Err(self.err(
+                        b.pipe.pos,
+                        "range",
+                        format!("template exceeded {MAX_STEPS} steps"),
+                    ));
                 }
-                (0..(*n).max(0)).map(|i| (Value::Int(i), Value::Int(i))).collect()
+                (0..(*n).max(0))
+                    .map(|i| (Value::Int(i), Value::Int(i)))
+                    .collect()
             }
             Value::Nil => Vec::new(),
-            v => return Err(self.err(b.pipe.pos, "range", format!("range can't iterate over {}", v.to_cow()))),
+            v => {
+                return Err(self.err(
+                    b.pipe.pos,
+                    "range",
+                    format!("range can't iterate over {}", v.to_cow()),
+                ))
+            }
         };
         let empty = items.is_empty();
         for (k, e) in items {
@@ -234,9 +277,16 @@ impl<'a, 'o> Exec<'a, 'o> {
         let v = self.eval_pipe_value(dot, p)?;
         if let Some(name) = p.decl.first() {
             if p.assign {
-                match self.vars.iter_mut().rev().find(|(n, _)| *n == name.as_str()) {
+                match self
+                    .vars
+                    .iter_mut()
+                    .rev()
+                    .find(|(n, _)| *n == name.as_str())
+                {
                     Some(slot) => slot.1 = v.clone(),
-                    None => return Err(self.err(p.pos, name, format!("undefined variable: {name}"))),
+                    None => {
+                        return Err(self.err(p.pos, name, format!("undefined variable: {name}")))
+                    }
                 }
             } else {
                 self.vars.push((name.as_str(), v.clone()));
@@ -257,7 +307,12 @@ impl<'a, 'o> Exec<'a, 'o> {
         if name == "$" {
             return self.root.clone();
         }
-        self.vars.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone()).unwrap_or(Value::Nil)
+        self.vars
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or(Value::Nil)
     }
 
     fn eval_cmd(&mut self, dot: &Value<'a>, c: &'a Cmd, fin: Option<Value<'a>>) -> Res<Value<'a>> {
@@ -267,12 +322,22 @@ impl<'a, 'o> Exec<'a, 'o> {
         let has_args = c.args.len() > 1 || fin.is_some();
         match first {
             Arg::Func(f) => self.call_func(dot, *f, c, fin),
-            Arg::Field(fields) => self.eval_fields(dot.clone(), fields, c, fin, &format!(".{}", fields.join("."))),
+            Arg::Field(fields) => self.eval_fields(
+                dot.clone(),
+                fields,
+                c,
+                fin,
+                &format!(".{}", fields.join(".")),
+            ),
             Arg::Var(name, fields) => {
                 let v = self.var(name);
                 if fields.is_empty() {
                     if has_args {
-                        return Err(self.err(c.pos, name, format!("can't give argument to non-function {name}")));
+                        return Err(self.err(
+                            c.pos,
+                            name,
+                            format!("can't give argument to non-function {name}"),
+                        ));
                     }
                     return Ok(v);
                 }
@@ -282,7 +347,11 @@ impl<'a, 'o> Exec<'a, 'o> {
                 let v = self.eval_pipe_value(dot, p)?;
                 if fields.is_empty() {
                     if has_args {
-                        return Err(self.err(c.pos, "(...)", "can't give argument to non-function"));
+                        return Err(self.err(
+                            c.pos,
+                            "(...)",
+                            "can't give argument to non-function",
+                        ));
                     }
                     return Ok(v);
                 }
@@ -300,7 +369,14 @@ impl<'a, 'o> Exec<'a, 'o> {
 
     /// Field chain on `recv`; the last field may be a method taking the
     /// command's remaining arguments (only `time.Time` has methods).
-    fn eval_fields(&mut self, mut recv: Value<'a>, fields: &'a [String], c: &'a Cmd, fin: Option<Value<'a>>, at: &str) -> Res<Value<'a>> {
+    fn eval_fields(
+        &mut self,
+        mut recv: Value<'a>,
+        fields: &'a [String],
+        c: &'a Cmd,
+        fin: Option<Value<'a>>,
+        at: &str,
+    ) -> Res<Value<'a>> {
         let n = fields.len();
         for (i, f) in fields.iter().enumerate() {
             let last = i + 1 == n;
@@ -328,7 +404,13 @@ impl<'a, 'o> Exec<'a, 'o> {
                         Err(e) => return Err(self.err(c.pos, at, e)),
                     }
                 }
-                v => return Err(self.err(c.pos, at, format!("can't evaluate field {f} in type {}", v.type_name()))),
+                v => {
+                    return Err(self.err(
+                        c.pos,
+                        at,
+                        format!("can't evaluate field {f} in type {}", v.type_name()),
+                    ))
+                }
             };
             if last && (c.args.len() > 1 || fin.is_some()) {
                 return Err(self.err(c.pos, at, format!("{f} is not a method but has arguments")));
@@ -371,20 +453,37 @@ impl<'a, 'o> Exec<'a, 'o> {
         })
     }
 
-    fn fields_only(&mut self, mut recv: Value<'a>, fields: &'a [String], pos: usize) -> Res<Value<'a>> {
+    fn fields_only(
+        &mut self,
+        mut recv: Value<'a>,
+        fields: &'a [String],
+        pos: usize,
+    ) -> Res<Value<'a>> {
         for f in fields {
             recv = match recv {
                 Value::Labels(d) => Value::str(d.label(f).unwrap_or("")),
                 Value::Map(m) => m.get(f.as_str()).cloned().unwrap_or(Value::Nil),
                 Value::Nil => Value::Nil,
                 Value::Time(t) => time_method(&t, f, &[]).map_err(|e| self.err(pos, f, e))?,
-                v => return Err(self.err(pos, &format!(".{f}"), format!("can't evaluate field {f} in type {}", v.type_name()))),
+                v => {
+                    return Err(self.err(
+                        pos,
+                        &format!(".{f}"),
+                        format!("can't evaluate field {f} in type {}", v.type_name()),
+                    ))
+                }
             };
         }
         Ok(recv)
     }
 
-    fn call_func(&mut self, dot: &Value<'a>, f: Func, c: &'a Cmd, fin: Option<Value<'a>>) -> Res<Value<'a>> {
+    fn call_func(
+        &mut self,
+        dot: &Value<'a>,
+        f: Func,
+        c: &'a Cmd,
+        fin: Option<Value<'a>>,
+    ) -> Res<Value<'a>> {
         self.call_with(dot, f, &c.args[1..], fin, c.regex.as_deref(), c.pos)
     }
 
@@ -401,7 +500,14 @@ impl<'a, 'o> Exec<'a, 'o> {
         if matches!(f, Func::And | Func::Or) {
             let total = args.len() + fin.is_some() as usize;
             if total == 0 {
-                return Err(self.err(pos, f.name(), format!("wrong number of args for {}: want at least 1 got 0", f.name())));
+                return Err(self.err(
+                    pos,
+                    f.name(),
+                    format!(
+                        "wrong number of args for {}: want at least 1 got 0",
+                        f.name()
+                    ),
+                ));
             }
             let mut last = Value::Nil;
             for a in args {
@@ -437,7 +543,10 @@ fn time_method<'a>(t: &Time, name: &str, args: &[Value<'a>]) -> Result<Value<'a>
     };
     let want = if name == "Format" { 1 } else { 0 };
     if args.len() != want {
-        return Err(format!("wrong number of args for {name}: want {want} got {}", args.len()));
+        return Err(format!(
+            "wrong number of args for {name}: want {want} got {}",
+            args.len()
+        ));
     }
     Ok(match name {
         "Unix" => Value::Int(t.secs),
@@ -462,7 +571,12 @@ fn time_method<'a>(t: &Time, name: &str, args: &[Value<'a>]) -> Result<Value<'a>
                 format_layout(t, l, &mut s);
                 Value::string(s)
             }
-            v => return Err(format!("wrong type for value; expected string; got {}", v.type_name())),
+            v => {
+                return Err(format!(
+                    "wrong type for value; expected string; got {}",
+                    v.type_name()
+                ))
+            }
         },
         _ => return Err(format!("can't evaluate field {name} in type time.Time")),
     })

@@ -65,7 +65,10 @@ funcs! {
 impl Func {
     /// Functions whose first argument is a regex (compiled once when constant).
     pub fn regex_first(self) -> bool {
-        matches!(self, Func::RegexReplaceAll | Func::RegexReplaceAllLiteral | Func::Count)
+        matches!(
+            self,
+            Func::RegexReplaceAll | Func::RegexReplaceAllLiteral | Func::Count
+        )
     }
 
     /// (minimum, maximum) argument counts; `None` maximum = variadic.
@@ -80,14 +83,17 @@ impl Func {
             Eq => (1, None),
             Ne | Lt | Le | Gt | Ge => (2, Some(2)),
             Line | Timestamp | Now => (0, Some(0)),
-            GoToLower | GoToUpper | GoTrimSpace | Urldecode | Urlencode | Bytes | Duration | DurationSeconds
-            | UnixEpochMillis | UnixEpochNanos | UnixToTime | B64dec | B64enc | Lower | Upper | Title | Trim | Int
-            | Float64 | Ceil | Floor | FromJson | UnixEpoch => (1, Some(1)),
+            GoToLower | GoToUpper | GoTrimSpace | Urldecode | Urlencode | Bytes | Duration
+            | DurationSeconds | UnixEpochMillis | UnixEpochNanos | UnixToTime | B64dec | B64enc
+            | Lower | Upper | Title | Trim | Int | Float64 | Ceil | Floor | FromJson
+            | UnixEpoch => (1, Some(1)),
             GoReplace => (4, Some(4)),
-            GoTrim | GoTrimLeft | GoTrimRight | GoTrimPrefix | GoTrimSuffix | Count | AlignLeft | AlignRight
-            | Trunc | Contains | HasPrefix | HasSuffix | Indent | Nindent | Repeat | TrimAll | TrimSuffix
-            | TrimPrefix | Sub | Div | Mod | Date | ToDate => (2, Some(2)),
-            RegexReplaceAll | RegexReplaceAllLiteral | ToDateInZone | Substr | Replace => (3, Some(3)),
+            GoTrim | GoTrimLeft | GoTrimRight | GoTrimPrefix | GoTrimSuffix | Count | AlignLeft
+            | AlignRight | Trunc | Contains | HasPrefix | HasSuffix | Indent | Nindent | Repeat
+            | TrimAll | TrimSuffix | TrimPrefix | Sub | Div | Mod | Date | ToDate => (2, Some(2)),
+            RegexReplaceAll | RegexReplaceAllLiteral | ToDateInZone | Substr | Replace => {
+                (3, Some(3))
+            }
             Add | Addf => (0, None),
             Mul | Subf | Mulf | Divf | Max | Min | Maxf | Minf | Default => (1, None),
             Round => (2, Some(3)),
@@ -104,7 +110,10 @@ pub struct Ctx<'a> {
 type R<'a> = Result<Value<'a>, String>;
 
 fn wrong_type(expected: &str, got: &Value<'_>) -> String {
-    format!("wrong type for value; expected {expected}; got {}", got.type_name())
+    format!(
+        "wrong type for value; expected {expected}; got {}",
+        got.type_name()
+    )
 }
 
 fn s<'v, 'a>(v: &'v Value<'a>) -> Result<&'v str, String> {
@@ -195,7 +204,9 @@ fn go_parse_float(s: &str) -> Option<f64> {
         "nan" => return Some(f64::NAN),
         _ => {}
     }
-    if s.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
+    if s.bytes()
+        .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
+    {
         return None;
     }
     s.parse().ok()
@@ -231,7 +242,9 @@ fn dec_op(a: f64, b: f64, op: char) -> f64 {
         return fallback;
     };
     match op {
-        '*' => ma.checked_mul(mb).map_or(fallback, |m| from_decimal(m, ea + eb)),
+        '*' => ma
+            .checked_mul(mb)
+            .map_or(fallback, |m| from_decimal(m, ea + eb)),
         _ => {
             let e = ea.min(eb);
             let (da, db) = ((ea - e) as u32, (eb - e) as u32);
@@ -242,7 +255,11 @@ fn dec_op(a: f64, b: f64, op: char) -> f64 {
             let sb = 10i128.checked_pow(db).and_then(|p| mb.checked_mul(p));
             match (sa, sb) {
                 (Some(x), Some(y)) => {
-                    let r = if op == '+' { x.checked_add(y) } else { x.checked_sub(y) };
+                    let r = if op == '+' {
+                        x.checked_add(y)
+                    } else {
+                        x.checked_sub(y)
+                    };
                     r.map_or(fallback, |m| from_decimal(m, e))
                 }
                 _ => fallback,
@@ -281,9 +298,10 @@ fn compare(a: &Value<'_>, b: &Value<'_>) -> Result<Option<Ordering>, String> {
         (Value::Float(x), Value::Float(y)) => x.partial_cmp(y),
         (Value::Str(x), Value::Str(y)) => x.as_bytes().partial_cmp(y.as_bytes()),
         (Value::Bool(_), Value::Bool(_)) => return Err("invalid type for comparison".to_string()),
-        (Value::Int(_) | Value::Float(_) | Value::Str(_) | Value::Bool(_), Value::Int(_) | Value::Float(_) | Value::Str(_) | Value::Bool(_)) => {
-            return Err("incompatible types for comparison".to_string())
-        }
+        (
+            Value::Int(_) | Value::Float(_) | Value::Str(_) | Value::Bool(_),
+            Value::Int(_) | Value::Float(_) | Value::Str(_) | Value::Bool(_),
+        ) => return Err("incompatible types for comparison".to_string()),
         _ => return Err("invalid type for comparison".to_string()),
     })
 }
@@ -297,7 +315,8 @@ fn equal(a: &Value<'_>, b: &Value<'_>) -> Result<bool, String> {
         (Value::Time(x), Value::Time(y)) => x == y,
         (Value::Nil, Value::Nil) => true,
         (Value::Nil, _) | (_, Value::Nil) => false,
-        (Value::List(_) | Value::Map(_) | Value::Labels(_), _) | (_, Value::List(_) | Value::Map(_) | Value::Labels(_)) => {
+        (Value::List(_) | Value::Map(_) | Value::Labels(_), _)
+        | (_, Value::List(_) | Value::Map(_) | Value::Labels(_)) => {
             return Err("non-comparable type".to_string())
         }
         _ => return Err("incompatible types for comparison".to_string()),
@@ -307,12 +326,22 @@ fn equal(a: &Value<'_>, b: &Value<'_>) -> Result<bool, String> {
 fn query_escape(s: &str, out: &mut String) {
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             b => {
                 out.push('%');
-                out.push(char::from_digit((b >> 4) as u32, 16).unwrap_or('0').to_ascii_uppercase());
-                out.push(char::from_digit((b & 15) as u32, 16).unwrap_or('0').to_ascii_uppercase());
+                out.push(
+                    char::from_digit((b >> 4) as u32, 16)
+                        .unwrap_or('0')
+                        .to_ascii_uppercase(),
+                );
+                out.push(
+                    char::from_digit((b & 15) as u32, 16)
+                        .unwrap_or('0')
+                        .to_ascii_uppercase(),
+                );
             }
         }
     }
@@ -325,9 +354,13 @@ fn query_unescape(s: &str) -> Result<String, String> {
     while i < b.len() {
         match b[i] {
             b'%' => {
-                let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) if hex.is_some_and(|h| h.bytes().all(|c| c.is_ascii_hexdigit())) => out.push(v),
+                    Some(v) if hex.is_some_and(|h| h.bytes().all(|c| c.is_ascii_hexdigit())) => {
+                        out.push(v)
+                    }
                     _ => {
                         let end = (i + 3).min(b.len());
                         let bad = String::from_utf8_lossy(&b[i..end]);
@@ -426,7 +459,11 @@ fn go_replace(s: &str, old: &str, new: &str, n: i64) -> Result<String, String> {
     }
     let matches = s.matches(old).count().min(limit);
     check_len(s.len().saturating_add(matches.saturating_mul(new.len())))?;
-    Ok(if n < 0 { s.replace(old, new) } else { s.replacen(old, new, limit) })
+    Ok(if n < 0 {
+        s.replace(old, new)
+    } else {
+        s.replacen(old, new, limit)
+    })
 }
 
 fn in_cutset(cut: &str) -> impl Fn(char) -> bool + '_ {
@@ -473,7 +510,11 @@ fn align(count: i64, src: &str, left: bool) -> Result<String, String> {
     if count > l {
         check_len(src.len() + (count - l) as usize)?;
         let pad = " ".repeat((count - l) as usize);
-        return Ok(if left { format!("{src}{pad}") } else { format!("{pad}{src}") });
+        return Ok(if left {
+            format!("{src}{pad}")
+        } else {
+            format!("{pad}{src}")
+        });
     }
     Ok(if left {
         src.chars().take(count as usize).collect()
@@ -502,7 +543,8 @@ fn b64dec(v: &str) -> String {
         Ok(d) => String::from_utf8_lossy(&d).into_owned(),
         Err(e) => {
             let at = match e {
-                base64::DecodeError::InvalidByte(i, _) | base64::DecodeError::InvalidLastSymbol(i, _) => i,
+                base64::DecodeError::InvalidByte(i, _)
+                | base64::DecodeError::InvalidLastSymbol(i, _) => i,
                 base64::DecodeError::InvalidLength(n) => n - n % 4,
                 base64::DecodeError::InvalidPadding => v.len().saturating_sub(1),
             };
@@ -513,7 +555,10 @@ fn b64dec(v: &str) -> String {
 
 fn unix_to_time(epoch: &str) -> Result<Time, String> {
     let i: i64 = epoch.parse().map_err(|_| {
-        format!("unable to parse time '{epoch}': strconv.ParseInt: parsing {}: invalid syntax", timefmt::go_quote(epoch))
+        format!(
+            "unable to parse time '{epoch}': strconv.ParseInt: parsing {}: invalid syntax",
+            timefmt::go_quote(epoch)
+        )
     })?;
     Ok(match epoch.len() {
         5 => Time::from_unix(i.saturating_mul(86400)),
@@ -543,7 +588,11 @@ fn zone_offset(zone: &str) -> i32 {
     }
 }
 
-fn regex_for<'r>(pre: Option<&'r regex::Regex>, src: &str, holder: &'r mut Option<regex::Regex>) -> Result<&'r regex::Regex, String> {
+fn regex_for<'r>(
+    pre: Option<&'r regex::Regex>,
+    src: &str,
+    holder: &'r mut Option<regex::Regex>,
+) -> Result<&'r regex::Regex, String> {
     if let Some(r) = pre {
         return Ok(r);
     }
@@ -556,14 +605,23 @@ fn regex_for<'r>(pre: Option<&'r regex::Regex>, src: &str, holder: &'r mut Optio
 
 /// Calls `f` with evaluated arguments (`and`/`or` are handled by the
 /// executor, which short-circuits them).
-pub fn call<'a>(f: Func, args: Vec<Value<'a>>, ctx: &Ctx<'a>, pre_regex: Option<&regex::Regex>) -> R<'a> {
+pub fn call<'a>(
+    f: Func,
+    args: Vec<Value<'a>>,
+    ctx: &Ctx<'a>,
+    pre_regex: Option<&regex::Regex>,
+) -> R<'a> {
     let (min, max) = f.arity();
     if args.len() < min || max.is_some_and(|m| args.len() > m) {
         let want = match max {
             Some(m) if m == min => format!("{m}"),
             _ => format!("at least {min}"),
         };
-        return Err(format!("wrong number of args for {}: want {want} got {}", f.name(), args.len()));
+        return Err(format!(
+            "wrong number of args for {}: want {want} got {}",
+            f.name(),
+            args.len()
+        ));
     }
     let a = |i: usize| &args[i];
     use Func::*;
@@ -576,24 +634,46 @@ pub fn call<'a>(f: Func, args: Vec<Value<'a>>, ctx: &Ctx<'a>, pre_regex: Option<
         Not => Ok(Value::Bool(!a(0).truthy())),
         Len => match a(0).len() {
             Some(n) => Ok(Value::Int(n as i64)),
-            None => Err(format!("error calling len: len of type {}", a(0).type_name())),
+            None => Err(format!(
+                "error calling len: len of type {}",
+                a(0).type_name()
+            )),
         },
         Index => {
             let mut v = a(0).clone();
             for i in &args[1..] {
                 v = match (&v, i) {
-                    (Value::List(l), Value::Int(n)) => match usize::try_from(*n).ok().and_then(|n| l.get(n)) {
-                        Some(x) => x.clone(),
-                        None => return Err(format!("error calling index: index out of range: {n}")),
-                    },
-                    (Value::Str(s), Value::Int(n)) => match usize::try_from(*n).ok().and_then(|n| s.as_bytes().get(n)) {
-                        Some(b) => Value::Int(*b as i64),
-                        None => return Err(format!("error calling index: index out of range: {n}")),
-                    },
-                    (Value::Map(m), Value::Str(k)) => m.get(k.as_ref()).cloned().unwrap_or(Value::Nil),
-                    (Value::Labels(d), Value::Str(k)) => Value::string(d.label(k).unwrap_or("").to_string()),
-                    (Value::Nil, _) => return Err("error calling index: index of untyped nil".to_string()),
-                    (v, _) => return Err(format!("error calling index: can't index item of type {}", v.type_name())),
+                    (Value::List(l), Value::Int(n)) => {
+                        match usize::try_from(*n).ok().and_then(|n| l.get(n)) {
+                            Some(x) => x.clone(),
+                            None => {
+                                return Err(format!("error calling index: index out of range: {n}"))
+                            }
+                        }
+                    }
+                    (Value::Str(s), Value::Int(n)) => {
+                        match usize::try_from(*n).ok().and_then(|n| s.as_bytes().get(n)) {
+                            Some(b) => Value::Int(*b as i64),
+                            None => {
+                                return Err(format!("error calling index: index out of range: {n}"))
+                            }
+                        }
+                    }
+                    (Value::Map(m), Value::Str(k)) => {
+                        m.get(k.as_ref()).cloned().unwrap_or(Value::Nil)
+                    }
+                    (Value::Labels(d), Value::Str(k)) => {
+                        Value::string(d.label(k).unwrap_or("").to_string())
+                    }
+                    (Value::Nil, _) => {
+                        return Err("error calling index: index of untyped nil".to_string())
+                    }
+                    (v, _) => {
+                        return Err(format!(
+                            "error calling index: can't index item of type {}",
+                            v.type_name()
+                        ))
+                    }
                 };
             }
             Ok(v)
@@ -603,7 +683,12 @@ pub fn call<'a>(f: Func, args: Vec<Value<'a>>, ctx: &Ctx<'a>, pre_regex: Option<
             let len = match a(0) {
                 Value::Str(s) => s.len(),
                 Value::List(l) => l.len(),
-                v => return Err(format!("error calling slice: can't slice item of type {}", v.type_name())),
+                v => {
+                    return Err(format!(
+                        "error calling slice: can't slice item of type {}",
+                        v.type_name()
+                    ))
+                }
             } as i64;
             let lo = idx.first().copied().unwrap_or(0);
             let hi = idx.get(1).copied().unwrap_or(len);
@@ -657,7 +742,9 @@ pub fn call<'a>(f: Func, args: Vec<Value<'a>>, ctx: &Ctx<'a>, pre_regex: Option<
             }
             Ok(Value::Bool(false))
         }
-        Ne => Ok(Value::Bool(!equal(a(0), a(1)).map_err(|e| format!("error calling ne: {e}"))?)),
+        Ne => Ok(Value::Bool(
+            !equal(a(0), a(1)).map_err(|e| format!("error calling ne: {e}"))?,
+        )),
         Lt | Le | Gt | Ge => {
             let o = compare(a(0), a(1)).map_err(|e| format!("error calling {}: {e}", f.name()))?;
             Ok(Value::Bool(match (f, o) {
@@ -675,10 +762,16 @@ pub fn call<'a>(f: Func, args: Vec<Value<'a>>, ctx: &Ctx<'a>, pre_regex: Option<
         GoReplace => string(go_replace(s(a(0))?, s(a(1))?, s(a(2))?, int(a(3))?)?),
         GoTrim => {
             let cut = s(a(1))?;
-            Ok(Value::string(s(a(0))?.trim_matches(in_cutset(cut)).to_string()))
+            Ok(Value::string(
+                s(a(0))?.trim_matches(in_cutset(cut)).to_string(),
+            ))
         }
-        GoTrimLeft => Ok(Value::string(s(a(0))?.trim_start_matches(in_cutset(s(a(1))?)).to_string())),
-        GoTrimRight => Ok(Value::string(s(a(0))?.trim_end_matches(in_cutset(s(a(1))?)).to_string())),
+        GoTrimLeft => Ok(Value::string(
+            s(a(0))?.trim_start_matches(in_cutset(s(a(1))?)).to_string(),
+        )),
+        GoTrimRight => Ok(Value::string(
+            s(a(0))?.trim_end_matches(in_cutset(s(a(1))?)).to_string(),
+        )),
         GoTrimPrefix => {
             let v = owned_s(a(0))?;
             let p = s(a(1))?;
@@ -692,10 +785,14 @@ pub fn call<'a>(f: Func, args: Vec<Value<'a>>, ctx: &Ctx<'a>, pre_regex: Option<
         GoTrimSpace | Trim => Ok(Value::Str(strip(owned_s(a(0))?, |x| Some(x.trim())))),
         RegexReplaceAll | RegexReplaceAllLiteral => {
             let mut holder = None;
-            let re = regex_for(pre_regex, s(a(0))?, &mut holder).map_err(|e| format!("error calling {}: {e}", f.name()))?;
+            let re = regex_for(pre_regex, s(a(0))?, &mut holder)
+                .map_err(|e| format!("error calling {}: {e}", f.name()))?;
             let src = s(a(1))?;
             let repl = s(a(2))?;
-            check_len(src.len().saturating_add(re.find_iter(src).count().saturating_mul(repl.len() + 64)))?;
+            check_len(
+                src.len()
+                    .saturating_add(re.find_iter(src).count().saturating_mul(repl.len() + 64)),
+            )?;
             let out = if f == RegexReplaceAll {
                 re.replace_all(src, repl).into_owned()
             } else {
@@ -705,28 +802,40 @@ pub fn call<'a>(f: Func, args: Vec<Value<'a>>, ctx: &Ctx<'a>, pre_regex: Option<
         }
         Count => {
             let mut holder = None;
-            let re = regex_for(pre_regex, s(a(0))?, &mut holder).map_err(|e| format!("error calling count: {e}"))?;
+            let re = regex_for(pre_regex, s(a(0))?, &mut holder)
+                .map_err(|e| format!("error calling count: {e}"))?;
             Ok(Value::Int(re.find_iter(s(a(1))?).count() as i64))
         }
-        Urldecode => string(query_unescape(s(a(0))?).map_err(|e| format!("error calling urldecode: {e}"))?),
+        Urldecode => {
+            string(query_unescape(s(a(0))?).map_err(|e| format!("error calling urldecode: {e}"))?)
+        }
         Urlencode => {
             let mut o = String::new();
             query_escape(s(a(0))?, &mut o);
             string(o)
         }
-        Bytes => Ok(Value::Float(timefmt::parse_bytes(s(a(0))?).map_err(|e| format!("error calling bytes: {e}"))?)),
+        Bytes => Ok(Value::Float(
+            timefmt::parse_bytes(s(a(0))?).map_err(|e| format!("error calling bytes: {e}"))?,
+        )),
         Duration | DurationSeconds => Ok(Value::Float(
-            timefmt::parse_duration_secs(s(a(0))?).map_err(|e| format!("error calling {}: {e}", f.name()))?,
+            timefmt::parse_duration_secs(s(a(0))?)
+                .map_err(|e| format!("error calling {}: {e}", f.name()))?,
         )),
         UnixEpochMillis => Ok(Value::string(time(a(0))?.unix_millis().to_string())),
         UnixEpochNanos => Ok(Value::string(time(a(0))?.unix_nanos().to_string())),
         UnixEpoch => Ok(Value::string(time(a(0))?.secs.to_string())),
         ToDateInZone => {
             let off = zone_offset(s(a(1))?);
-            Ok(Value::Time(parse_layout(s(a(0))?, s(a(2))?, off).unwrap_or_else(Time::zero)))
+            Ok(Value::Time(
+                parse_layout(s(a(0))?, s(a(2))?, off).unwrap_or_else(Time::zero),
+            ))
         }
-        ToDate => Ok(Value::Time(parse_layout(s(a(0))?, s(a(1))?, 0).unwrap_or_else(Time::zero))),
-        UnixToTime => Ok(Value::Time(unix_to_time(s(a(0))?).map_err(|e| format!("error calling unixToTime: {e}"))?)),
+        ToDate => Ok(Value::Time(
+            parse_layout(s(a(0))?, s(a(1))?, 0).unwrap_or_else(Time::zero),
+        )),
+        UnixToTime => Ok(Value::Time(
+            unix_to_time(s(a(0))?).map_err(|e| format!("error calling unixToTime: {e}"))?,
+        )),
         AlignLeft | AlignRight => string(align(int(a(0))?, s(a(1))?, f == AlignLeft)?),
         B64dec => string(b64dec(s(a(0))?)),
         B64enc => string(base64::engine::general_purpose::STANDARD.encode(s(a(0))?)),
@@ -750,7 +859,9 @@ pub fn call<'a>(f: Func, args: Vec<Value<'a>>, ctx: &Ctx<'a>, pre_regex: Option<
         }
         TrimAll => {
             let cut = s(a(0))?;
-            Ok(Value::string(s(a(1))?.trim_matches(in_cutset(cut)).to_string()))
+            Ok(Value::string(
+                s(a(1))?.trim_matches(in_cutset(cut)).to_string(),
+            ))
         }
         TrimSuffix => {
             let p = s(a(0))?;
@@ -762,19 +873,42 @@ pub fn call<'a>(f: Func, args: Vec<Value<'a>>, ctx: &Ctx<'a>, pre_regex: Option<
         }
         Int => Ok(Value::Int(to_i64(a(0)))),
         Float64 => Ok(Value::Float(to_f64(a(0)))),
-        Add => Ok(Value::Int(args.iter().fold(0i64, |acc, v| acc.wrapping_add(to_i64(v))))),
+        Add => Ok(Value::Int(
+            args.iter().fold(0i64, |acc, v| acc.wrapping_add(to_i64(v))),
+        )),
         Sub => Ok(Value::Int(to_i64(a(0)).wrapping_sub(to_i64(a(1))))),
-        Mul => Ok(Value::Int(args[1..].iter().fold(to_i64(a(0)), |acc, v| acc.wrapping_mul(to_i64(v))))),
+        Mul => Ok(Value::Int(
+            args[1..]
+                .iter()
+                .fold(to_i64(a(0)), |acc, v| acc.wrapping_mul(to_i64(v))),
+        )),
         Div | Mod => {
             let (x, y) = (to_i64(a(0)), to_i64(a(1)));
             if y == 0 {
-                return Err(format!("error calling {}: runtime error: integer divide by zero", f.name()));
+                return Err(format!(
+                    "error calling {}: runtime error: integer divide by zero",
+                    f.name()
+                ));
             }
-            Ok(Value::Int(if f == Div { x.wrapping_div(y) } else { x.wrapping_rem(y) }))
+            Ok(Value::Int(if f == Div {
+                x.wrapping_div(y)
+            } else {
+                x.wrapping_rem(y)
+            }))
         }
-        Addf => Ok(Value::Float(args.iter().fold(0.0, |acc, v| dec_op(acc, to_f64(v), '+')))),
-        Subf => Ok(Value::Float(args[1..].iter().fold(to_f64(a(0)), |acc, v| dec_op(acc, to_f64(v), '-')))),
-        Mulf => Ok(Value::Float(args[1..].iter().fold(to_f64(a(0)), |acc, v| dec_op(acc, to_f64(v), '*')))),
+        Addf => Ok(Value::Float(
+            args.iter().fold(0.0, |acc, v| dec_op(acc, to_f64(v), '+')),
+        )),
+        Subf => Ok(Value::Float(
+            args[1..]
+                .iter()
+                .fold(to_f64(a(0)), |acc, v| dec_op(acc, to_f64(v), '-')),
+        )),
+        Mulf => Ok(Value::Float(
+            args[1..]
+                .iter()
+                .fold(to_f64(a(0)), |acc, v| dec_op(acc, to_f64(v), '*')),
+        )),
         Divf => {
             let mut acc = to_f64(a(0));
             for v in &args[1..] {
@@ -790,8 +924,16 @@ pub fn call<'a>(f: Func, args: Vec<Value<'a>>, ctx: &Ctx<'a>, pre_regex: Option<
         }
         Max => Ok(Value::Int(args.iter().map(to_i64).max().unwrap_or(0))),
         Min => Ok(Value::Int(args.iter().map(to_i64).min().unwrap_or(0))),
-        Maxf => Ok(Value::Float(args[1..].iter().fold(to_f64(a(0)), |acc, v| acc.max(to_f64(v))))),
-        Minf => Ok(Value::Float(args[1..].iter().fold(to_f64(a(0)), |acc, v| acc.min(to_f64(v))))),
+        Maxf => Ok(Value::Float(
+            args[1..]
+                .iter()
+                .fold(to_f64(a(0)), |acc, v| acc.max(to_f64(v))),
+        )),
+        Minf => Ok(Value::Float(
+            args[1..]
+                .iter()
+                .fold(to_f64(a(0)), |acc, v| acc.min(to_f64(v))),
+        )),
         Ceil => Ok(Value::Float(to_f64(a(0)).ceil())),
         Floor => Ok(Value::Float(to_f64(a(0)).floor())),
         Round => {
@@ -806,10 +948,16 @@ pub fn call<'a>(f: Func, args: Vec<Value<'a>>, ctx: &Ctx<'a>, pre_regex: Option<
             let pow = 10f64.powf(places);
             let digit = pow * val;
             let frac = digit.fract();
-            let r = if frac >= round_on { digit.ceil() } else { digit.floor() };
+            let r = if frac >= round_on {
+                digit.ceil()
+            } else {
+                digit.floor()
+            };
             Ok(Value::Float(r / pow))
         }
-        FromJson => Ok(serde_json::from_str::<serde_json::Value>(s(a(0))?).map_or(Value::Nil, from_json)),
+        FromJson => {
+            Ok(serde_json::from_str::<serde_json::Value>(s(a(0))?).map_or(Value::Nil, from_json))
+        }
         Date => {
             let layout = s(a(0))?;
             let mut t = match a(1) {

@@ -70,7 +70,11 @@ impl Template {
     /// (`label` for `label_format`).
     pub fn parse_named(name: &str, source: &str) -> Result<Template, TemplateError> {
         let tree = parse::parse(name, source).map_err(TemplateError)?;
-        Ok(Template { source: source.to_string(), name: name.to_string(), tree: Arc::new(tree) })
+        Ok(Template {
+            source: source.to_string(),
+            name: name.to_string(),
+            tree: Arc::new(tree),
+        })
     }
 
     /// Appends the output for one entry to `out`. On error, `out` is left

@@ -20,7 +20,11 @@ pub enum Node {
     If(Branch),
     Range(Branch),
     With(Branch),
-    Template { pos: usize, name: String, pipe: Option<Pipe> },
+    Template {
+        pos: usize,
+        name: String,
+        pipe: Option<Pipe>,
+    },
     Break,
     Continue,
 }
@@ -109,9 +113,14 @@ enum Tok {
     Dot,
     Nil,
     Eof,
+    /// A lexing error, raised when the parser reaches it (Go lexes lazily,
+    /// so earlier parse errors win).
+    Error(String),
 }
 
-const KEYWORDS: [&str; 10] = ["block", "break", "continue", "define", "else", "end", "if", "range", "template", "with"];
+const KEYWORDS: [&str; 10] = [
+    "block", "break", "continue", "define", "else", "end", "if", "range", "template", "with",
+];
 
 struct Lexer<'s> {
     src: &'s str,
@@ -126,12 +135,20 @@ fn is_space(b: u8) -> bool {
 
 /// `line:N` prefix information for a byte offset.
 pub fn line_of(src: &str, pos: usize) -> usize {
-    1 + src.as_bytes()[..pos.min(src.len())].iter().filter(|&&b| b == b'\n').count()
+    1 + src.as_bytes()[..pos.min(src.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
 }
 
 impl<'s> Lexer<'s> {
     fn err(&self, pos: usize, msg: impl std::fmt::Display) -> String {
-        format!("template: {}:{}: {}", self.name, line_of(self.src, pos), msg)
+        format!(
+            "template: {}:{}: {}",
+            self.name,
+            line_of(self.src, pos),
+            msg
+        )
     }
 
     fn run(mut self) -> Result<Vec<(Tok, usize)>, String> {
@@ -144,7 +161,10 @@ impl<'s> Lexer<'s> {
             };
             let mut text = &rest[..text_end];
             let after = &rest[text_end..];
-            let trim_left = has_action && after.len() > 3 && after.as_bytes()[2] == b'-' && is_space(after.as_bytes()[3]);
+            let trim_left = has_action
+                && after.len() > 3
+                && after.as_bytes()[2] == b'-'
+                && is_space(after.as_bytes()[3]);
             if trim_next {
                 text = text.trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8));
             }
@@ -162,7 +182,13 @@ impl<'s> Lexer<'s> {
             if trim_left {
                 self.pos += 2;
             }
-            trim_next = self.lex_action()?;
+            match self.lex_action() {
+                Ok(t) => trim_next = t,
+                Err(e) => {
+                    self.toks.push((Tok::Error(e), self.pos));
+                    return Ok(self.toks);
+                }
+            }
         }
     }
 
@@ -274,7 +300,11 @@ impl<'s> Lexer<'s> {
                     self.toks.push((Tok::CharConst(v), p));
                 }
                 '$' => {
-                    let n = 1 + rest[1..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').map(char::len_utf8).sum::<usize>();
+                    let n = 1 + rest[1..]
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .map(char::len_utf8)
+                        .sum::<usize>();
                     self.toks.push((Tok::Variable(rest[..n].to_string()), p));
                     self.pos += n;
                 }
@@ -283,7 +313,11 @@ impl<'s> Lexer<'s> {
                     if second.is_some_and(|c| c.is_ascii_digit()) {
                         self.lex_number(p)?;
                     } else {
-                        let n = rest[1..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').map(char::len_utf8).sum::<usize>();
+                        let n = rest[1..]
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .map(char::len_utf8)
+                            .sum::<usize>();
                         if n == 0 {
                             self.toks.push((Tok::Dot, p));
                             self.pos += 1;
@@ -295,7 +329,11 @@ impl<'s> Lexer<'s> {
                 }
                 '+' | '-' | '0'..='9' => self.lex_number(p)?,
                 c if c.is_alphabetic() || c == '_' => {
-                    let n = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').map(char::len_utf8).sum::<usize>();
+                    let n = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .map(char::len_utf8)
+                        .sum::<usize>();
                     let word = &rest[..n];
                     let tok = match word {
                         "true" => Tok::Bool(true),
@@ -316,7 +354,10 @@ impl<'s> Lexer<'s> {
                 c => {
                     let mut q = String::new();
                     write_quoted(&c.to_string(), &mut q);
-                    return Err(self.err(p, format!("unrecognized character in action: U+{:04X} {q}", c as u32)));
+                    return Err(self.err(
+                        p,
+                        format!("unrecognized character in action: U+{:04X} {q}", c as u32),
+                    ));
                 }
             }
         }
@@ -396,7 +437,11 @@ impl<'s> Lexer<'s> {
                             None => return Err(self.err(p, "unterminated quoted string")),
                         }
                     }
-                    let v = if e.is_ascii_digit() { u32::from_str_radix(&hex, 8) } else { u32::from_str_radix(&hex, 16) };
+                    let v = if e.is_ascii_digit() {
+                        u32::from_str_radix(&hex, 8)
+                    } else {
+                        u32::from_str_radix(&hex, 16)
+                    };
                     let v = v.map_err(|_| self.err(p, "invalid syntax"))?;
                     if e == 'x' || e.is_ascii_digit() {
                         // Byte escapes: only ASCII keeps the string valid UTF-8.
@@ -461,7 +506,8 @@ pub fn parse_number(text: &str) -> Option<Number> {
         radix_int(b, 2)
     } else if let Some(o) = lower.strip_prefix("0o") {
         radix_int(o, 8)
-    } else if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|b| b.is_ascii_digit()) {
+    } else if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|b| b.is_ascii_digit())
+    {
         radix_int(&lower[1..], 8)
     } else if lower.bytes().all(|b| b.is_ascii_digit()) && !lower.is_empty() {
         lower.parse::<i64>().ok()
@@ -472,14 +518,27 @@ pub fn parse_number(text: &str) -> Option<Number> {
     let is_float_text = !is_hex && lower.contains(['.', 'e']);
     let float = if let Some(i) = int {
         i as f64
-    } else if is_float_text && lower.bytes().all(|b| b.is_ascii_digit() || b"+-.e".contains(&b)) {
+    } else if is_float_text
+        && lower
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.e".contains(&b))
+    {
         lower.parse::<f64>().ok()?
     } else {
         return None;
     };
-    let (int, float) = if neg { (int.map(|i| -i), -float) } else { (int, float) };
-    let int = int.or_else(|| (float.fract() == 0.0 && float.abs() < 9.2e18).then_some(float as i64));
-    Some(Number { int, float, is_float: is_float_text })
+    let (int, float) = if neg {
+        (int.map(|i| -i), -float)
+    } else {
+        (int, float)
+    };
+    let int =
+        int.or_else(|| (float.fract() == 0.0 && float.abs() < 9.2e18).then_some(float as i64));
+    Some(Number {
+        int,
+        float,
+        is_float: is_float_text,
+    })
 }
 
 /// Where a list ended.
@@ -526,12 +585,18 @@ fn describe(t: &Tok) -> String {
         Tok::Dot => ".".into(),
         Tok::Nil => "nil".into(),
         Tok::Eof => "EOF".into(),
+        Tok::Error(e) => e.clone(),
     }
 }
 
 impl<'s> Parser<'s> {
     fn err(&self, pos: usize, msg: impl std::fmt::Display) -> String {
-        format!("template: {}:{}: {}", self.name, line_of(self.src, pos), msg)
+        format!(
+            "template: {}:{}: {}",
+            self.name,
+            line_of(self.src, pos),
+            msg
+        )
     }
 
     fn peek(&self) -> &Tok {
@@ -543,7 +608,11 @@ impl<'s> Parser<'s> {
     }
 
     fn next(&mut self) -> (Tok, usize) {
-        let t = self.toks.get(self.i).cloned().unwrap_or((Tok::Eof, self.src.len()));
+        let t = self
+            .toks
+            .get(self.i)
+            .cloned()
+            .unwrap_or((Tok::Eof, self.src.len()));
         if self.i < self.toks.len() {
             self.i += 1;
         }
@@ -567,6 +636,9 @@ impl<'s> Parser<'s> {
     }
 
     fn unexpected(&self, t: &Tok, pos: usize, context: &str) -> String {
+        if let Tok::Error(e) = t {
+            return e.clone();
+        }
         let d = match t {
             Tok::Char(_) | Tok::Ident(_) | Tok::Number(_) | Tok::Field(_) | Tok::Variable(_) => {
                 let mut q = String::new();
@@ -651,7 +723,11 @@ impl<'s> Parser<'s> {
                     return Err(self.err(pos, format!("{{{{{k}}}}} outside {{{{range}}}}")));
                 }
                 self.expect_right_delim(k)?;
-                Ok(Some(if k == "break" { Node::Break } else { Node::Continue }))
+                Ok(Some(if k == "break" {
+                    Node::Break
+                } else {
+                    Node::Continue
+                }))
             }
             Tok::Keyword("template") => {
                 self.next_non_space();
@@ -693,7 +769,11 @@ impl<'s> Parser<'s> {
                     return Err(self.err(pos, "unexpected EOF"));
                 }
                 self.defines.insert(name.clone(), body);
-                Ok(Some(Node::Template { pos, name, pipe: Some(pipe) }))
+                Ok(Some(Node::Template {
+                    pos,
+                    name,
+                    pipe: Some(pipe),
+                }))
             }
             Tok::Keyword(k) => {
                 let (t, p) = self.next_non_space();
@@ -734,7 +814,11 @@ impl<'s> Parser<'s> {
                         self.next_non_space();
                         self.vars.truncate(mark);
                         let inner = self.branch(k, p)?;
-                        Some(vec![if k == "if" { Node::If(inner) } else { Node::With(inner) }])
+                        Some(vec![if k == "if" {
+                            Node::If(inner)
+                        } else {
+                            Node::With(inner)
+                        }])
                     }
                     _ => {
                         self.expect_right_delim("else")?;
@@ -751,7 +835,11 @@ impl<'s> Parser<'s> {
         };
         self.vars.truncate(mark);
         self.depth -= 1;
-        Ok(Branch { pipe, list, else_list })
+        Ok(Branch {
+            pipe,
+            list,
+            else_list,
+        })
     }
 
     /// A pipeline up to `}}` (or `)` when `context` is "parenthesized pipeline").
@@ -790,7 +878,11 @@ impl<'s> Parser<'s> {
                 _ => self.i = save,
             }
         }
-        let end_tok = if context == "parenthesized pipeline" { Tok::RightParen } else { Tok::RightDelim };
+        let end_tok = if context == "parenthesized pipeline" {
+            Tok::RightParen
+        } else {
+            Tok::RightDelim
+        };
         let mut cmds = Vec::new();
         loop {
             let t = self.peek_non_space().clone();
@@ -803,7 +895,7 @@ impl<'s> Parser<'s> {
                 break;
             }
             match t {
-                Tok::Eof | Tok::RightDelim | Tok::RightParen => {
+                Tok::Eof | Tok::RightDelim | Tok::RightParen | Tok::Error(_) => {
                     let (t, p) = self.next();
                     if context == "parenthesized pipeline" && t == Tok::RightDelim {
                         return Err(self.err(p, "unclosed left paren"));
@@ -813,9 +905,20 @@ impl<'s> Parser<'s> {
                 _ => {}
             }
             let cmd = self.command()?;
-            if !cmds.is_empty() && !matches!(cmd.args.first(), Some(Arg::Func(_) | Arg::Field(_) | Arg::Var(..) | Arg::Pipe(..))) {
+            if !cmds.is_empty()
+                && !matches!(
+                    cmd.args.first(),
+                    Some(Arg::Func(_) | Arg::Field(_) | Arg::Var(..) | Arg::Pipe(..))
+                )
+            {
                 // Go: "non executable command in pipeline stage N".
-                return Err(self.err(cmd.pos, format!("non executable command in pipeline stage {}", cmds.len() + 1)));
+                return Err(self.err(
+                    cmd.pos,
+                    format!(
+                        "non executable command in pipeline stage {}",
+                        cmds.len() + 1
+                    ),
+                ));
             }
             cmds.push(cmd);
             if *self.peek_non_space() == Tok::Pipe {
@@ -827,7 +930,12 @@ impl<'s> Parser<'s> {
                 self.vars.push(d.clone());
             }
         }
-        Ok(Pipe { pos, decl, assign, cmds })
+        Ok(Pipe {
+            pos,
+            decl,
+            assign,
+            cmds,
+        })
     }
 
     fn command(&mut self) -> Result<Cmd, String> {
@@ -861,7 +969,9 @@ impl<'s> Parser<'s> {
             return Err(self.err(pos, "missing value for command"));
         }
         let regex = match (args.first(), args.get(1)) {
-            (Some(Arg::Func(f)), Some(Arg::Str(re))) if f.regex_first() => regex::Regex::new(re).ok().map(Arc::new),
+            (Some(Arg::Func(f)), Some(Arg::Str(re))) if f.regex_first() => {
+                regex::Regex::new(re).ok().map(Arc::new)
+            }
             _ => None,
         };
         Ok(Cmd { pos, args, regex })
@@ -883,8 +993,14 @@ impl<'s> Parser<'s> {
             Tok::Nil => Arg::Nil,
             Tok::Bool(b) => Arg::Bool(b),
             Tok::Str(s) => Arg::Str(s),
-            Tok::CharConst(c) => Arg::Number(Number { int: Some(c), float: c as f64, is_float: false }),
-            Tok::Number(n) => Arg::Number(parse_number(&n).ok_or_else(|| self.err(pos, format!("bad number syntax: {n}")))?),
+            Tok::CharConst(c) => Arg::Number(Number {
+                int: Some(c),
+                float: c as f64,
+                is_float: false,
+            }),
+            Tok::Number(n) => Arg::Number(
+                parse_number(&n).ok_or_else(|| self.err(pos, format!("bad number syntax: {n}")))?,
+            ),
             Tok::Field(name) => {
                 let mut f = vec![name];
                 f.extend(self.fields());
@@ -898,7 +1014,25 @@ impl<'s> Parser<'s> {
                 return Ok(Arg::Var(v, f));
             }
             Tok::Ident(name) => match Func::lookup(&name) {
-                Some(f) => Arg::Func(f),
+                Some(f) => {
+                    // `fn.Field` chains on the function's result.
+                    let fields = self.fields();
+                    if !fields.is_empty() {
+                        let cmd = Cmd {
+                            pos,
+                            args: vec![Arg::Func(f)],
+                            regex: None,
+                        };
+                        let p = Pipe {
+                            pos,
+                            decl: Vec::new(),
+                            assign: false,
+                            cmds: vec![cmd],
+                        };
+                        return Ok(Arg::Pipe(Box::new(p), fields));
+                    }
+                    Arg::Func(f)
+                }
                 None => return Err(self.err(pos, format!("function \"{name}\" not defined"))),
             },
             Tok::LeftParen => {
@@ -920,7 +1054,13 @@ impl<'s> Parser<'s> {
 
 /// Parses template source into a tree.
 pub fn parse(name: &str, src: &str) -> Result<Tree, String> {
-    let toks = Lexer { src, name, pos: 0, toks: Vec::new() }.run()?;
+    let toks = Lexer {
+        src,
+        name,
+        pos: 0,
+        toks: Vec::new(),
+    }
+    .run()?;
     let mut p = Parser {
         src,
         name,
@@ -933,7 +1073,10 @@ pub fn parse(name: &str, src: &str) -> Result<Tree, String> {
     };
     let (root, end) = p.list()?;
     match end {
-        End::Eof => Ok(Tree { root, defines: p.defines }),
+        End::Eof => Ok(Tree {
+            root,
+            defines: p.defines,
+        }),
         End::End => Err(p.err(p.pos(), "unexpected {{end}}")),
         End::Else => Err(p.err(p.pos(), "unexpected {{else}}")),
     }

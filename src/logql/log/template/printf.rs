@@ -243,11 +243,15 @@ fn format_int(i: i64, verb: char, spec: Spec, out: &mut String) {
         'o' | 'O' => format!("{u:o}"),
         'b' => format!("{u:b}"),
         'c' => {
-            let c = char::from_u32(i as u32).filter(|_| (0..=0x10FFFF).contains(&i)).unwrap_or('\u{FFFD}');
+            let c = char::from_u32(i as u32)
+                .filter(|_| (0..=0x10FFFF).contains(&i))
+                .unwrap_or('\u{FFFD}');
             return pad(&c.to_string(), spec, false, 0, out);
         }
         'q' => {
-            let c = char::from_u32(i as u32).filter(|_| (0..=0x10FFFF).contains(&i)).unwrap_or('\u{FFFD}');
+            let c = char::from_u32(i as u32)
+                .filter(|_| (0..=0x10FFFF).contains(&i))
+                .unwrap_or('\u{FFFD}');
             let mut q = String::from("'");
             if c == '\'' {
                 q.push_str("\\'");
@@ -307,7 +311,12 @@ fn format_int(i: i64, verb: char, spec: Spec, out: &mut String) {
 fn go_exp(s: &str, upper: bool) -> String {
     let (m, e) = s.split_once('e').unwrap_or((s, "0"));
     let e: i32 = e.parse().unwrap_or(0);
-    format!("{m}{}{}{:02}", if upper { 'E' } else { 'e' }, if e < 0 { '-' } else { '+' }, e.abs())
+    format!(
+        "{m}{}{}{:02}",
+        if upper { 'E' } else { 'e' },
+        if e < 0 { '-' } else { '+' },
+        e.abs()
+    )
 }
 
 fn format_float(f: f64, verb: char, spec: Spec, out: &mut String) {
@@ -329,7 +338,10 @@ fn format_float(f: f64, verb: char, spec: Spec, out: &mut String) {
             'g' | 'G' => {
                 let p = spec.prec.unwrap_or(6).max(1);
                 let e = format!("{:.*e}", p - 1, a);
-                let exp: i32 = e.split_once('e').and_then(|(_, x)| x.parse().ok()).unwrap_or(0);
+                let exp: i32 = e
+                    .split_once('e')
+                    .and_then(|(_, x)| x.parse().ok())
+                    .unwrap_or(0);
                 let s = if exp < -4 || exp >= p as i32 {
                     let (m, x) = e.split_once('e').unwrap_or((&e, "0"));
                     let m = if spec.sharp || !m.contains('.') {
@@ -412,12 +424,21 @@ mod tests {
         assert_eq!(p("%.2f", &[Value::Float(3.14159)]), "3.14");
         assert_eq!(p("%d items", &[Value::Int(42)]), "42 items");
         assert_eq!(p("%05d", &[Value::Int(-42)]), "-0042");
-        assert_eq!(p("%5s|%-5s|", &[Value::str("ab"), Value::str("cd")]), "   ab|cd   |");
+        assert_eq!(
+            p("%5s|%-5s|", &[Value::str("ab"), Value::str("cd")]),
+            "   ab|cd   |"
+        );
         assert_eq!(p("%-5.5s|", &[Value::str("GETTING")]), "GETTI|");
         assert_eq!(p("%15.15s", &[Value::str("host")]), "           host");
         assert_eq!(p("%q", &[Value::str("a\"b\n")]), "\"a\\\"b\\n\"");
         assert_eq!(p("%x %X", &[Value::Int(255), Value::str("hi")]), "ff 6869");
-        assert_eq!(p("%v %v %v", &[Value::Float(1e6), Value::Bool(true), Value::Nil]), "1e+06 true <nil>");
+        assert_eq!(
+            p(
+                "%v %v %v",
+                &[Value::Float(1e6), Value::Bool(true), Value::Nil]
+            ),
+            "1e+06 true <nil>"
+        );
         assert_eq!(p("%e", &[Value::Float(1234.5678)]), "1.234568e+03");
         assert_eq!(p("%g", &[Value::Float(0.000012)]), "1.2e-05");
         assert_eq!(p("%.3g", &[Value::Float(1234.5678)]), "1.23e+03");
@@ -430,7 +451,10 @@ mod tests {
         assert_eq!(p("%d", &[Value::str("abc")]), "%!d(string=abc)");
         assert_eq!(p("%f", &[Value::Int(3)]), "%!f(int=3)");
         assert_eq!(p("%s %s", &[Value::str("a")]), "a %!s(MISSING)");
-        assert_eq!(p("%s", &[Value::str("a"), Value::Int(1)]), "a%!(EXTRA int=1)");
+        assert_eq!(
+            p("%s", &[Value::str("a"), Value::Int(1)]),
+            "a%!(EXTRA int=1)"
+        );
         let mut s = String::new();
         assert!(sprintf("%999999999s", &[Value::str("a")], &mut s).is_err());
     }

@@ -19,29 +19,51 @@ pub struct Time {
 
 impl Time {
     pub fn zero() -> Time {
-        Time { secs: ZERO_TIME_UNIX, nanos: 0, offset: 0 }
+        Time {
+            secs: ZERO_TIME_UNIX,
+            nanos: 0,
+            offset: 0,
+        }
     }
 
     pub fn from_unix_nanos(ns: i64) -> Time {
-        Time { secs: ns.div_euclid(1_000_000_000), nanos: ns.rem_euclid(1_000_000_000) as u32, offset: 0 }
+        Time {
+            secs: ns.div_euclid(1_000_000_000),
+            nanos: ns.rem_euclid(1_000_000_000) as u32,
+            offset: 0,
+        }
     }
 
     pub fn from_unix(secs: i64) -> Time {
-        Time { secs, nanos: 0, offset: 0 }
+        Time {
+            secs,
+            nanos: 0,
+            offset: 0,
+        }
     }
 
     pub fn now() -> Time {
-        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        Time { secs: d.as_secs() as i64, nanos: d.subsec_nanos(), offset: 0 }
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Time {
+            secs: d.as_secs() as i64,
+            nanos: d.subsec_nanos(),
+            offset: 0,
+        }
     }
 
     /// Unix nanoseconds, wrapping like Go's `UnixNano` outside its range.
     pub fn unix_nanos(&self) -> i64 {
-        self.secs.wrapping_mul(1_000_000_000).wrapping_add(self.nanos as i64)
+        self.secs
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(self.nanos as i64)
     }
 
     pub fn unix_millis(&self) -> i64 {
-        self.secs.wrapping_mul(1000).wrapping_add((self.nanos / 1_000_000) as i64)
+        self.secs
+            .wrapping_mul(1000)
+            .wrapping_add((self.nanos / 1_000_000) as i64)
     }
 
     /// Civil fields in the time's own offset.
@@ -118,10 +140,28 @@ enum Chunk<'l> {
 }
 
 const LONG_MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
-const LONG_DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const LONG_DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 
 /// Splits off the next layout element; returns (chunk, rest).
 fn next_chunk(l: &str) -> (Chunk<'_>, &str) {
@@ -174,7 +214,9 @@ fn next_chunk(l: &str) -> (Chunk<'_>, &str) {
                     None
                 }
             }
-            c @ (b'.' | b',') if s.len() > 1 && (s.as_bytes()[1] == b'0' || s.as_bytes()[1] == b'9') => {
+            c @ (b'.' | b',')
+                if s.len() > 1 && (s.as_bytes()[1] == b'0' || s.as_bytes()[1] == b'9') =>
+            {
                 let d = s.as_bytes()[1];
                 let n = s[1..].bytes().take_while(|&x| x == d).count();
                 let after = s.as_bytes().get(1 + n);
@@ -217,8 +259,12 @@ pub fn format_layout(t: &Time, layout: &str, out: &mut String) {
             Chunk::ZeroMonth => {
                 let _ = write!(out, "{:02}", dt.month());
             }
-            Chunk::LongWeekDay => out.push_str(LONG_DAYS[dt.weekday().num_days_from_sunday() as usize]),
-            Chunk::WeekDay => out.push_str(&LONG_DAYS[dt.weekday().num_days_from_sunday() as usize][..3]),
+            Chunk::LongWeekDay => {
+                out.push_str(LONG_DAYS[dt.weekday().num_days_from_sunday() as usize])
+            }
+            Chunk::WeekDay => {
+                out.push_str(&LONG_DAYS[dt.weekday().num_days_from_sunday() as usize][..3])
+            }
             Chunk::Day => {
                 let _ = write!(out, "{}", dt.day());
             }
@@ -301,7 +347,8 @@ fn take_digits(s: &str, min: usize, max: usize) -> Option<(i64, &str)> {
 fn take_name<'s>(s: &'s str, names: &[&str], len: Option<usize>) -> Option<(usize, &'s str)> {
     for (i, n) in names.iter().enumerate() {
         let n = len.map_or(*n, |l| &n[..l]);
-        if s.len() >= n.len() && s.is_char_boundary(n.len()) && s[..n.len()].eq_ignore_ascii_case(n) {
+        if s.len() >= n.len() && s.is_char_boundary(n.len()) && s[..n.len()].eq_ignore_ascii_case(n)
+        {
             return Some((i, &s[n.len()..]));
         }
     }
@@ -322,8 +369,12 @@ pub fn parse_layout(layout: &str, value: &str, default_offset: i32) -> Option<Ti
         rest = r;
         match c {
             Chunk::Lit(s) => v = v.strip_prefix(s)?,
-            Chunk::LongMonth => (month, v) = take_name(v, &LONG_MONTHS, None).map(|(i, r)| (i as i64 + 1, r))?,
-            Chunk::Month => (month, v) = take_name(v, &LONG_MONTHS, Some(3)).map(|(i, r)| (i as i64 + 1, r))?,
+            Chunk::LongMonth => {
+                (month, v) = take_name(v, &LONG_MONTHS, None).map(|(i, r)| (i as i64 + 1, r))?
+            }
+            Chunk::Month => {
+                (month, v) = take_name(v, &LONG_MONTHS, Some(3)).map(|(i, r)| (i as i64 + 1, r))?
+            }
             Chunk::LongWeekDay => v = take_name(v, &LONG_DAYS, None)?.1,
             Chunk::WeekDay => v = take_name(v, &LONG_DAYS, Some(3))?.1,
             Chunk::NumMonth => (month, v) = take_digits(v, 1, 2)?,
@@ -448,7 +499,11 @@ pub fn parse_layout(layout: &str, value: &str, default_offset: i32) -> Option<Ti
     let dt = date.and_hms_opt(hour as u32, min as u32, sec as u32)?;
     let off = offset.unwrap_or(default_offset);
     let secs = dt.and_utc().timestamp() - off as i64;
-    Some(Time { secs, nanos: nanos as u32, offset: off })
+    Some(Time {
+        secs,
+        nanos: nanos as u32,
+        offset: off,
+    })
 }
 
 fn parse_nanos(d: &str) -> i64 {
@@ -484,7 +539,10 @@ pub fn parse_duration_secs(s: &str) -> Result<f64, String> {
         let mut num_len = int_len;
         let mut frac_len = 0;
         if rest.as_bytes().get(num_len) == Some(&b'.') {
-            frac_len = rest[num_len + 1..].bytes().take_while(u8::is_ascii_digit).count();
+            frac_len = rest[num_len + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
             num_len += 1 + frac_len;
         }
         if int_len == 0 && frac_len == 0 {
@@ -492,7 +550,9 @@ pub fn parse_duration_secs(s: &str) -> Result<f64, String> {
         }
         let num: f64 = rest[..num_len].parse().map_err(|_| err())?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c == '.' || c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let mult = match unit {
@@ -503,7 +563,13 @@ pub fn parse_duration_secs(s: &str) -> Result<f64, String> {
             "m" => 60e9,
             "h" => 3600e9,
             "" => return Err(format!("time: missing unit in duration {}", go_quote(s))),
-            u => return Err(format!("time: unknown unit {} in duration {}", go_quote(u), go_quote(s))),
+            u => {
+                return Err(format!(
+                    "time: unknown unit {} in duration {}",
+                    go_quote(u),
+                    go_quote(s)
+                ))
+            }
         };
         total_ns += num * mult;
     }
@@ -517,11 +583,17 @@ pub fn parse_duration_secs(s: &str) -> Result<f64, String> {
 
 /// humanize's `ParseBytes` (`"1.5KB"` → 1500, `"1KiB"` → 1024).
 pub fn parse_bytes(s: &str) -> Result<f64, String> {
-    let num_len = s.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.' || *b == b',').count();
+    let num_len = s
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b'.' || *b == b',')
+        .count();
     let num: String = s[..num_len].chars().filter(|c| *c != ',').collect();
-    let f: f64 = num
-        .parse()
-        .map_err(|_| format!("strconv.ParseFloat: parsing {}: invalid syntax", go_quote(&num)))?;
+    let f: f64 = num.parse().map_err(|_| {
+        format!(
+            "strconv.ParseFloat: parsing {}: invalid syntax",
+            go_quote(&num)
+        )
+    })?;
     let unit = s[num_len..].trim().to_ascii_lowercase();
     let m: f64 = match unit.as_str() {
         "" | "b" => 1.0,
@@ -566,23 +638,41 @@ mod tests {
     #[test]
     fn formats_reference_layouts() {
         // 2021-11-02T13:04:05.5Z
-        let t = Time { secs: 1_635_858_245, nanos: 500_000_000, offset: 0 };
+        let t = Time {
+            secs: 1_635_858_245,
+            nanos: 500_000_000,
+            offset: 0,
+        };
         assert_eq!(fmt(&t, "2006-01-02"), "2021-11-02");
-        assert_eq!(fmt(&t, "2006-01-02T15:04:05.00Z07:00"), "2021-11-02T13:04:05.50Z");
+        assert_eq!(
+            fmt(&t, "2006-01-02T15:04:05.00Z07:00"),
+            "2021-11-02T13:04:05.50Z"
+        );
         assert_eq!(fmt(&t, "Mon Jan _2 3:04PM"), "Tue Nov  2 1:04PM");
         assert_eq!(fmt(&t, "02/01/06 15h04 -0700"), "02/11/21 13h04 +0000");
         let mut s = String::new();
         t.write_string(&mut s);
         assert_eq!(s, "2021-11-02 13:04:05.5 +0000 UTC");
-        assert_eq!(fmt(&Time::zero(), "2006-01-02 15:04:05"), "0001-01-01 00:00:00");
+        assert_eq!(
+            fmt(&Time::zero(), "2006-01-02 15:04:05"),
+            "0001-01-01 00:00:00"
+        );
     }
 
     #[test]
     fn parses_reference_layouts() {
         let t = parse_layout("2006-01-02", "2021-11-02", 0).unwrap();
         assert_eq!(t.secs, 1_635_811_200);
-        let t = parse_layout("2006-01-02T15:04:05.999999999Z07:00", "2021-11-02T13:04:05.25+01:00", 0).unwrap();
-        assert_eq!((t.secs, t.nanos, t.offset), (1_635_854_645, 250_000_000, 3600));
+        let t = parse_layout(
+            "2006-01-02T15:04:05.999999999Z07:00",
+            "2021-11-02T13:04:05.25+01:00",
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            (t.secs, t.nanos, t.offset),
+            (1_635_854_645, 250_000_000, 3600)
+        );
         let t = parse_layout("2006-01-02 15:04:05", "2021-11-02 13:04:05.123", 0).unwrap();
         assert_eq!(t.nanos, 123_000_000);
         assert!(parse_layout("2006-01-02", "2021-13-02", 0).is_none());

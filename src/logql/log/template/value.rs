@@ -169,9 +169,9 @@ pub fn from_json<'a>(j: serde_json::Value) -> Value<'a> {
         serde_json::Value::Number(n) => Value::Float(n.as_f64().unwrap_or(0.0)),
         serde_json::Value::String(s) => Value::string(s),
         serde_json::Value::Array(a) => Value::List(Rc::new(a.into_iter().map(from_json).collect())),
-        serde_json::Value::Object(o) => {
-            Value::Map(Rc::new(o.into_iter().map(|(k, v)| (k, from_json(v))).collect()))
-        }
+        serde_json::Value::Object(o) => Value::Map(Rc::new(
+            o.into_iter().map(|(k, v)| (k, from_json(v))).collect(),
+        )),
     }
 }
 
