@@ -67,9 +67,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Compiles the stages of a log query.
     pub fn new(stages: &[Stage]) -> Result<Pipeline, PipelineError> {
-        Ok(Pipeline {
-            _stages: stages.to_vec(),
-        })
+        Ok(Pipeline { _stages: stages.to_vec() })
     }
 
     /// True when the pipeline needs the line's text (false for an empty
@@ -81,12 +79,7 @@ impl Pipeline {
 
     /// The pipeline for one stream.
     pub fn for_stream(&self, labels: &Labels) -> StreamPipeline {
-        StreamPipeline {
-            labels: ResultLabels {
-                stream: labels.clone(),
-                ..Default::default()
-            },
-        }
+        StreamPipeline { labels: ResultLabels { stream: labels.clone(), ..Default::default() } }
     }
 }
 
