@@ -545,7 +545,7 @@ pub fn parse_number(text: &str) -> Option<Number> {
 #[derive(PartialEq)]
 enum End {
     Eof,
-    End,
+    Close,
     Else,
 }
 
@@ -672,7 +672,7 @@ impl<'s> Parser<'s> {
                         Tok::Keyword("end") => {
                             self.next_non_space();
                             self.expect_right_delim("end")?;
-                            return Ok((nodes, End::End));
+                            return Ok((nodes, End::Close));
                         }
                         Tok::Keyword("else") => {
                             self.next_non_space();
@@ -751,7 +751,7 @@ impl<'s> Parser<'s> {
                 self.vars.push("$".into());
                 let (body, end) = self.list()?;
                 self.vars = saved;
-                if end != End::End {
+                if end != End::Close {
                     return Err(self.err(pos, "unexpected EOF"));
                 }
                 self.defines.insert(name, body);
@@ -765,7 +765,7 @@ impl<'s> Parser<'s> {
                 self.vars.push("$".into());
                 let (body, end) = self.list()?;
                 self.vars = saved;
-                if end != End::End {
+                if end != End::Close {
                     return Err(self.err(pos, "unexpected EOF"));
                 }
                 self.defines.insert(name.clone(), body);
@@ -803,7 +803,7 @@ impl<'s> Parser<'s> {
         let (list, end) = self.list()?;
         let else_list = match end {
             End::Eof => return Err(self.err(self.src.len(), "unexpected EOF")),
-            End::End => None,
+            End::Close => None,
             End::Else => {
                 // `{{else if ...}}` / `{{else with ...}}` chain into a nested
                 // branch that shares our `{{end}}`.
@@ -825,7 +825,7 @@ impl<'s> Parser<'s> {
                         self.vars.truncate(mark);
                         let (l, end) = self.list()?;
                         match end {
-                            End::End => Some(l),
+                            End::Close => Some(l),
                             End::Else => return Err(self.err(self.pos(), "unexpected {{else}}")),
                             End::Eof => return Err(self.err(self.src.len(), "unexpected EOF")),
                         }
@@ -1077,7 +1077,7 @@ pub fn parse(name: &str, src: &str) -> Result<Tree, String> {
             root,
             defines: p.defines,
         }),
-        End::End => Err(p.err(p.pos(), "unexpected {{end}}")),
+        End::Close => Err(p.err(p.pos(), "unexpected {{end}}")),
         End::Else => Err(p.err(p.pos(), "unexpected {{else}}")),
     }
 }

@@ -375,11 +375,7 @@ fn format_float(f: f64, verb: char, spec: Spec, out: &mut String) {
         s.push(' ');
     }
     let sign_len = s.len();
-    if body.starts_with('+') {
-        s.push_str(&body[1..]);
-    } else {
-        s.push_str(&body);
-    }
+    s.push_str(body.strip_prefix('+').unwrap_or(&body));
     pad(&s, spec, f.is_finite(), sign_len, out);
 }
 
@@ -400,7 +396,7 @@ pub fn write_quoted(s: &str, out: &mut String) {
             c if (c as u32) < 0x20 || c == '\u{7f}' => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
-            c if c.is_control() || c == '\u{FFFD}' && false => {
+            c if c.is_control() => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -421,7 +417,7 @@ mod tests {
 
     #[test]
     fn go_verbs() {
-        assert_eq!(p("%.2f", &[Value::Float(3.14159)]), "3.14");
+        assert_eq!(p("%.2f", &[Value::Float(1.23456)]), "1.23");
         assert_eq!(p("%d items", &[Value::Int(42)]), "42 items");
         assert_eq!(p("%05d", &[Value::Int(-42)]), "-0042");
         assert_eq!(
@@ -443,7 +439,7 @@ mod tests {
         assert_eq!(p("%g", &[Value::Float(0.000012)]), "1.2e-05");
         assert_eq!(p("%.3g", &[Value::Float(1234.5678)]), "1.23e+03");
         assert_eq!(p("%+d %%", &[Value::Int(5)]), "+5 %");
-        assert_eq!(p("%8.3f|", &[Value::Float(-3.14159)]), "  -3.142|");
+        assert_eq!(p("%8.3f|", &[Value::Float(-1.23456)]), "  -1.235|");
     }
 
     #[test]
