@@ -322,13 +322,7 @@ impl<'a, 'o> Exec<'a, 'o> {
         let has_args = c.args.len() > 1 || fin.is_some();
         match first {
             Arg::Func(f) => self.call_func(dot, *f, c, fin),
-            Arg::Field(fields) => self.eval_fields(
-                dot.clone(),
-                fields,
-                c,
-                fin,
-                &format!(".{}", fields.join(".")),
-            ),
+            Arg::Field(fields) => self.eval_fields(dot, dot.clone(), fields, c, fin, ""),
             Arg::Var(name, fields) => {
                 let v = self.var(name);
                 if fields.is_empty() {
@@ -341,7 +335,7 @@ impl<'a, 'o> Exec<'a, 'o> {
                     }
                     return Ok(v);
                 }
-                self.eval_fields(v, fields, c, fin, name)
+                self.eval_fields(dot, v, fields, c, fin, name)
             }
             Arg::Pipe(p, fields) => {
                 let v = self.eval_pipe_value(dot, p)?;
@@ -355,7 +349,7 @@ impl<'a, 'o> Exec<'a, 'o> {
                     }
                     return Ok(v);
                 }
-                self.eval_fields(v, fields, c, fin, "(...)")
+                self.eval_fields(dot, v, fields, c, fin, "(...)")
             }
             Arg::Nil => Err(self.err(c.pos, "nil", "nil is not a command")),
             a => {
@@ -371,12 +365,15 @@ impl<'a, 'o> Exec<'a, 'o> {
     /// command's remaining arguments (only `time.Time` has methods).
     fn eval_fields(
         &mut self,
+        dot: &Value<'a>,
         mut recv: Value<'a>,
         fields: &'a [String],
         c: &'a Cmd,
         fin: Option<Value<'a>>,
-        at: &str,
+        prefix: &str,
     ) -> Res<Value<'a>> {
+        // Only built on error: the hot path must not allocate.
+        let at = || format!("{prefix}.{}", fields.join("."));
         let n = fields.len();
         for (i, f) in fields.iter().enumerate() {
             let last = i + 1 == n;
@@ -388,7 +385,7 @@ impl<'a, 'o> Exec<'a, 'o> {
                     let mut args = Vec::new();
                     if last {
                         for a in &c.args[1..] {
-                            args.push(self.eval_arg_value(a, c.pos)?);
+                            args.push(self.eval_arg(dot, a, c.pos)?);
                         }
                         if let Some(v) = &fin {
                             args.push(v.clone());
@@ -401,27 +398,26 @@ impl<'a, 'o> Exec<'a, 'o> {
                             }
                             v
                         }
-                        Err(e) => return Err(self.err(c.pos, at, e)),
+                        Err(e) => return Err(self.err(c.pos, &at(), e)),
                     }
                 }
                 v => {
                     return Err(self.err(
                         c.pos,
-                        at,
+                        &at(),
                         format!("can't evaluate field {f} in type {}", v.type_name()),
                     ))
                 }
             };
             if last && (c.args.len() > 1 || fin.is_some()) {
-                return Err(self.err(c.pos, at, format!("{f} is not a method but has arguments")));
+                return Err(self.err(
+                    c.pos,
+                    &at(),
+                    format!("{f} is not a method but has arguments"),
+                ));
             }
         }
         Ok(recv)
-    }
-
-    fn eval_arg_value(&mut self, a: &'a Arg, pos: usize) -> Res<Value<'a>> {
-        let dot = Value::Nil;
-        self.eval_arg(&dot, a, pos)
     }
 
     fn eval_arg(&mut self, dot: &Value<'a>, a: &'a Arg, pos: usize) -> Res<Value<'a>> {

@@ -268,6 +268,41 @@ fn dec_op(a: f64, b: f64, op: char) -> f64 {
     }
 }
 
+/// sprig's `divf`: shopspring/decimal divides the shortest decimal forms
+/// and rounds the quotient half away from zero to 16 decimal places.
+fn dec_div(a: f64, b: f64) -> f64 {
+    let fallback = a / b;
+    let (Some((ma, ea)), Some((mb, eb))) = (decimal(a), decimal(b)) else {
+        return fallback;
+    };
+    let k = ea - eb + 16;
+    let (num, den) = if k >= 0 {
+        match 10i128.checked_pow(k as u32).and_then(|p| ma.checked_mul(p)) {
+            Some(n) => (n, mb),
+            None => return fallback,
+        }
+    } else {
+        match 10i128
+            .checked_pow((-k) as u32)
+            .and_then(|p| mb.checked_mul(p))
+        {
+            Some(d) => (ma, d),
+            None => return fallback,
+        }
+    };
+    let (q, r) = (num / den, num % den);
+    let q = if r.unsigned_abs().saturating_mul(2) >= den.unsigned_abs() {
+        if (num < 0) != (den < 0) {
+            q - 1
+        } else {
+            q + 1
+        }
+    } else {
+        q
+    };
+    from_decimal(q, -16)
+}
+
 /// Go's `fmt.Sprint(args...)`: spaces between operands when neither is a string.
 pub fn sprint(args: &[Value<'_>], out: &mut String) {
     let mut prev_string = false;
@@ -916,9 +951,7 @@ pub fn call<'a>(
                 if d == 0.0 {
                     return Err("error calling divf: decimal division by 0".to_string());
                 }
-                // shopspring/decimal rounds quotients to 16 decimal places.
-                let q = acc / d;
-                acc = format!("{q:.16}").parse().unwrap_or(q);
+                acc = dec_div(acc, d);
             }
             Ok(Value::Float(acc))
         }

@@ -671,3 +671,161 @@ fn field_names_and_reuse() {
     assert_eq!(out, "1-2-3-");
     assert_eq!(t.source(), "{{.a}}-");
 }
+
+/// Cases whose expected outputs Loki's own formatter tests pin down
+/// (`pkg/logql/log/fmt_test.go`).
+#[test]
+fn loki_formatter_cases() {
+    let l = [("foo", "blip"), ("bar", "blop")];
+    assert_eq!(run("foo{{.foo}}buzz{{  .bar  }}", &l), "fooblipbuzzblop");
+    assert_eq!(
+        run(r#"foo{{.foo}}buzz{{ Replace .bar "blop" "bar" -1 }}"#, &l),
+        "fooblipbuzzbar"
+    );
+    assert_eq!(
+        run(
+            r#"{{.foo | substr 1 3 }} {{ .bar  | trunc 1 }} {{ .bar  | trunc 3 }}"#,
+            &l
+        ),
+        "li b blo"
+    );
+    let l2 = [("foo", "  blip "), ("bar", "blop")];
+    let t = r#"{{.foo | trim }} {{ .bar  | trimAll "op" }} {{ .bar  | trimPrefix "b" }} {{ .bar  | trimSuffix "p" }}"#;
+    assert_eq!(run(t, &l2), "blip bl lop blo");
+    assert_eq!(
+        run(r#"{{ "foo\n bar" | indent 4 }}"#, &l),
+        "    foo\n     bar"
+    );
+    let l3 = [("foo", "BLIp")];
+    assert_eq!(
+        run(
+            r#"{{ if  .foo | contains "p"}}yes{{end}}-{{ if  .foo | contains "z"}}no{{end}}"#,
+            &l3
+        ),
+        "yes-"
+    );
+    assert_eq!(run(r#"{{ regexReplaceAll "(p)" .foo "t" }}"#, &l3), "BLIt");
+    assert_eq!(
+        run(r#"{{ regexReplaceAllLiteral "(p)" .foo "${1}" }}"#, &l3),
+        "BLI${1}"
+    );
+    assert_eq!(
+        run("foo {{.foo}}buzz{{  .bar  }}", &[("bar", "blop")]),
+        "foo buzzblop"
+    );
+    let n = [("foo", "1"), ("bar", "3"), ("baz", "10"), ("bazz", "20")];
+    assert_eq!(
+        run("{{ add .foo 1 | sub .bar | mul .baz | div .bazz}}", &n),
+        "2"
+    );
+    let f = [
+        ("foo", "1.5"),
+        ("bar", "5"),
+        ("baz", "10.5"),
+        ("bazz", "20.2"),
+    ];
+    assert_eq!(
+        run(
+            "{{ addf .foo 1.5 | subf .bar 1.5 | mulf .baz | divf .bazz }}",
+            &f
+        ),
+        "3.8476190476190477"
+    );
+    let f2 = [
+        ("foo", "1.5"),
+        ("bar", "3.5"),
+        ("baz", "10.5"),
+        ("bazz", "20.4"),
+    ];
+    assert_eq!(
+        run(
+            "{{ round (addf .foo 1.5 | subf .bar | mulf .baz | divf .bazz) 5 .2}}",
+            &f2
+        ),
+        "3.88572"
+    );
+    let m = [("foo", "5.3"), ("bar", "10.5"), ("baz", "15.2")];
+    assert_eq!(
+        run(
+            "minf is {{ minf .foo .bar .baz }} and maxf is {{maxf .foo .bar .baz}}",
+            &m
+        ),
+        "minf is 5.3 and maxf is 15.2"
+    );
+    assert_eq!(
+        run("ceil is {{ ceil .foo }} and floor is {{floor .foo }}", &m),
+        "ceil is 6 and floor is 5"
+    );
+    assert_eq!(r(r#"{{ "2.5" | float64 | int | add 10}}"#), "12");
+    assert_eq!(
+        r(
+            r#"{{ sub (unixEpoch (toDate "2006-01-02" "2021-11-02")) (unixEpoch (toDate "2006-01-02" "2021-11-01")) }}"#
+        ),
+        "86400"
+    );
+    assert_eq!(
+        r(r#"{{ date "2006-01-02" (toDate "2006-01-02" "2021-11-02") }}"#),
+        "2021-11-02"
+    );
+    assert_eq!(r("{{ div (unixEpoch now) (unixEpoch now) }}"), "1");
+    assert_eq!(
+        run(
+            r#"{{.foo | default "-" }}{{.bar | default "-"}}{{.unknown | default "-"}}"#,
+            &[("foo", "blip"), ("bar", "")]
+        ),
+        "blip--"
+    );
+    assert_eq!(run("{{ .foo | bytes }}", &[("foo", "3 kB")]), "3000");
+    assert_eq!(run("{{ .foo | bytes }}", &[("foo", "3MB")]), "3e+06");
+    assert_eq!(run("{{ .foo | duration }}", &[("foo", "3ms")]), "0.003");
+    assert_eq!(
+        run("{{ .foo | duration_seconds }}", &[("foo", "3m10s")]),
+        "190"
+    );
+    let d = [("foo", "2023-03-10T01:32:40.340485723Z")];
+    assert_eq!(
+        run(
+            r#"{{ .foo | toDateInZone "2006-01-02T15:04:05.999999999Z" "UTC" | unixEpochMillis }}"#,
+            &d
+        ),
+        "1678411960340"
+    );
+    assert_eq!(
+        run(
+            r#"{{ .foo | toDateInZone "2006-01-02T15:04:05.999999999Z" "UTC" | unixEpochNanos }}"#,
+            &d
+        ),
+        "1678411960340485723"
+    );
+    assert_eq!(
+        run(
+            "{{ .foo | b64enc }}",
+            &[("foo", "i'm a string, encode me!")]
+        ),
+        "aSdtIGEgc3RyaW5nLCBlbmNvZGUgbWUh"
+    );
+    assert_eq!(
+        run(
+            "{{ .foo | b64dec }} {{ .bar | b64dec }}",
+            &[("foo", "Zm9vYmE"), ("bar", "Zm9vYg")]
+        ),
+        "fooba foob"
+    );
+    assert_eq!(
+        run(
+            "{{ alignLeft 4 .foo }}|{{ alignRight 4 .foo }}",
+            &[("foo", "hello")]
+        ),
+        "hell|ello"
+    );
+    assert_eq!(run("{{.foo}}  ", &[("foo", "bar")]), "bar  ");
+    assert_eq!(run("{{.missing}}", &[("foo", "bar")]), "");
+    assert_eq!(
+        exec_err(r#"{{.foo Replace "foo"}}"#, &l),
+        r#"template: line:1:2: executing "line" at <.foo>: foo is not a method but has arguments"#
+    );
+    assert_eq!(
+        exec_err("{{.foo | now}}", &l),
+        r#"template: line:1:9: executing "line" at <now>: wrong number of args for now: want 0 got 1"#
+    );
+}
