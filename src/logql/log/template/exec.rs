@@ -213,7 +213,7 @@ impl<'a, 'o> Exec<'a, 'o> {
                 .map(|(k, e)| (Value::string(k), Value::string(e)))
                 .collect(),
             Value::Int(n) => {
-                if *n as u64 > MAX_STEPS as u64 {
+                if *n > MAX_STEPS as i64 {
                     return Err(self.err(
                         b.pipe.pos,
                         "range",

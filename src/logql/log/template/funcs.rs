@@ -303,8 +303,9 @@ fn dec_div(a: f64, b: f64) -> f64 {
     from_decimal(q, -16)
 }
 
-/// Go's `fmt.Sprint(args...)`: spaces between operands when neither is a string.
-pub fn sprint(args: &[Value<'_>], out: &mut String) {
+/// Go's `fmt.Sprint(args...)`: spaces between operands when neither is a
+/// string. Stops once the output passes the size limit.
+pub fn sprint(args: &[Value<'_>], out: &mut String) -> Result<(), String> {
     let mut prev_string = false;
     for (i, a) in args.iter().enumerate() {
         let is_string = matches!(a, Value::Str(_));
@@ -312,18 +313,22 @@ pub fn sprint(args: &[Value<'_>], out: &mut String) {
             out.push(' ');
         }
         a.write_to(out);
+        check_len(out.len())?;
         prev_string = is_string;
     }
+    Ok(())
 }
 
-fn sprintln(args: &[Value<'_>], out: &mut String) {
+fn sprintln(args: &[Value<'_>], out: &mut String) -> Result<(), String> {
     for (i, a) in args.iter().enumerate() {
         if i > 0 {
             out.push(' ');
         }
         a.write_to(out);
+        check_len(out.len())?;
     }
     out.push('\n');
+    Ok(())
 }
 
 /// Basic kinds for comparisons.
@@ -543,7 +548,7 @@ fn align(count: i64, src: &str, left: bool) -> Result<String, String> {
         return Ok(src.to_string());
     }
     if count > l {
-        check_len(src.len() + (count - l) as usize)?;
+        check_len(src.len().saturating_add((count - l) as usize))?;
         let pad = " ".repeat((count - l) as usize);
         return Ok(if left {
             format!("{src}{pad}")
@@ -741,12 +746,12 @@ pub fn call<'a>(
         }
         Print => {
             let mut o = String::new();
-            sprint(&args, &mut o);
+            sprint(&args, &mut o)?;
             string(o)
         }
         Println => {
             let mut o = String::new();
-            sprintln(&args, &mut o);
+            sprintln(&args, &mut o)?;
             string(o)
         }
         Printf => {
@@ -757,7 +762,7 @@ pub fn call<'a>(
         }
         Html | Js | Urlquery => {
             let mut joined = String::new();
-            sprint(&args, &mut joined);
+            sprint(&args, &mut joined)?;
             let mut o = String::with_capacity(joined.len());
             match f {
                 Html => html_escape(&joined, &mut o),
@@ -824,9 +829,18 @@ pub fn call<'a>(
                 .map_err(|e| format!("error calling {}: {e}", f.name()))?;
             let src = s(a(1))?;
             let repl = s(a(2))?;
+            // Upper bound: each match adds `repl`, and each `$` expansion
+            // adds at most one match's text (matches do not overlap).
+            let matches = re.find_iter(src).count();
+            let dollars = if f == RegexReplaceAll {
+                repl.matches('$').count()
+            } else {
+                0
+            };
             check_len(
                 src.len()
-                    .saturating_add(re.find_iter(src).count().saturating_mul(repl.len() + 64)),
+                    .saturating_add(matches.saturating_mul(repl.len()))
+                    .saturating_add(dollars.saturating_mul(src.len())),
             )?;
             let out = if f == RegexReplaceAll {
                 re.replace_all(src, repl).into_owned()

@@ -97,6 +97,9 @@ pub fn sprintf(format: &str, args: &[Value<'_>], out: &mut String) -> Result<(),
         };
         argi += 1;
         format_one(arg, verb, spec, out);
+        if out.len() > super::MAX_OUTPUT {
+            return Err(format!("output exceeds {} bytes", super::MAX_OUTPUT));
+        }
     }
     out.push_str(rest);
     if argi < args.len() {
@@ -278,8 +281,8 @@ fn format_int(i: i64, verb: char, spec: Spec, out: &mut String) {
         if p == 0 && u == 0 {
             digits.clear();
         }
-        while digits.len() < p {
-            digits.insert(0, '0');
+        if digits.len() < p {
+            digits = format!("{}{digits}", "0".repeat(p - digits.len()));
         }
     }
     let mut prefix = String::new();

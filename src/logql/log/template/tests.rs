@@ -829,3 +829,55 @@ fn loki_formatter_cases() {
         r#"template: line:1:9: executing "line" at <now>: wrong number of args for now: want 0 got 1"#
     );
 }
+
+#[test]
+fn hostile_inputs_do_not_panic_or_blow_up() {
+    // Non-ASCII layouts, huge counts, many wide verbs, regex expansions.
+    assert_eq!(
+        r(r#"{{ toDate "2006年01月02日" "2021年11月02日" | date "02/01 é 2006" }}"#),
+        "02/11 é 2021"
+    );
+    assert_eq!(
+        r(r#"{{ alignRight -3 "abc" }}{{ range -5 }}x{{ end }}"#),
+        "abc"
+    );
+    assert!(exec_err(r#"{{ alignLeft 9223372036854775807 "x" }}"#, &[]).contains("limit"));
+    assert!(exec_err(
+        r#"{{ printf "%.900000d" 1 }}{{ printf "%900000s%900000s" "a" "b" }}"#,
+        &[]
+    )
+    .contains("exceeds"));
+    let big = "a".repeat(600_000);
+    let big: &'static str = Box::leak(big.into_boxed_str());
+    let e = exec_err(r#"{{ regexReplaceAll "(a+)" .x "$1$1" }}"#, &[("x", big)]);
+    assert!(e.contains("limit"), "{e}");
+    let e = exec_err(r#"{{ print .x .x }}"#, &[("x", big)]);
+    assert!(e.contains("limit"), "{e}");
+    for t in [
+        "{{",
+        "{{{{",
+        "{{ \"\\",
+        "{{'",
+        "{{'\\",
+        "{{ 0x }}",
+        "{{ (",
+        "{{ ) }}",
+        "{{-",
+        "{{- -}}",
+        "{{/*",
+        "{{ | }}",
+        "{{ range $a, }}",
+        "{{ define }}",
+        "{{ template }}",
+        "{{ if }}{{ end }}",
+        "{{ else }}",
+        "{{ $x = 1 }}",
+        "{{ 'ab' }}",
+        "{{ \"\\q\" }}",
+        "{{ \"\\x4\" }}",
+        "{{ 1e }}",
+        "{{ 9999999999999999999999 }}",
+    ] {
+        assert!(Template::parse(t).is_err(), "{t:?} should not parse");
+    }
+}

@@ -168,6 +168,9 @@ fn next_chunk(l: &str) -> (Chunk<'_>, &str) {
     let b = l.as_bytes();
     let starts = |p: &str| l.starts_with(p);
     for i in 0..b.len() {
+        if !l.is_char_boundary(i) {
+            continue;
+        }
         let s = &l[i..];
         let chunk: Option<(Chunk, usize)> = match b[i] {
             b'J' if s.starts_with("January") => Some((Chunk::LongMonth, 7)),
