@@ -2,7 +2,7 @@
 //! pipelines, keeps variables, and enforces the output, step and depth
 //! limits. Output is appended straight into the caller's buffer.
 
-use super::funcs::{call, Ctx, Func};
+use super::funcs::{call, Ctx, Func, RegexCache};
 use super::parse::{line_of, Arg, Branch, Cmd, Node, Pipe, Tree};
 use super::timefmt::{format_layout, Time};
 use super::value::{sorted_labels, Value};
@@ -39,6 +39,7 @@ impl<'a, 'o> Exec<'a, 'o> {
         name: &'a str,
         src: &'a str,
         data: &'a dyn TemplateData,
+        regexes: &'a RegexCache,
         out: &'o mut String,
     ) -> Self {
         let start = out.len();
@@ -54,6 +55,7 @@ impl<'a, 'o> Exec<'a, 'o> {
             vars: Vec::new(),
             root: Value::Labels(data),
             ctx: Ctx {
+                regexes,
                 line: data.line(),
                 ts_ns: data.timestamp_ns(),
             },

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use base64::Engine as _;
 
@@ -105,6 +106,42 @@ impl Func {
 pub struct Ctx<'a> {
     pub line: &'a str,
     pub ts_ns: i64,
+    /// Regexes given as non-constant arguments, compiled once per template.
+    pub regexes: &'a RegexCache,
+}
+
+/// Compiled regexes for non-constant regex arguments (a label holding the
+/// pattern), shared by every execution of one template.
+#[derive(Debug, Default)]
+pub struct RegexCache(parking_lot::Mutex<Vec<(String, Arc<regex::Regex>)>>);
+
+/// How many distinct dynamic patterns one template keeps compiled.
+const REGEX_CACHE_SIZE: usize = 16;
+
+impl RegexCache {
+    /// Number of patterns currently compiled.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.0.lock().len()
+    }
+
+    fn get(&self, src: &str) -> Result<Arc<regex::Regex>, String> {
+        if let Some((_, r)) = self.0.lock().iter().find(|(s, _)| s == src) {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(
+            regex::RegexBuilder::new(src)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| format!("error parsing regexp: {e}"))?,
+        );
+        let mut cache = self.0.lock();
+        if cache.len() >= REGEX_CACHE_SIZE {
+            cache.remove(0);
+        }
+        cache.push((src.to_string(), r.clone()));
+        Ok(r)
+    }
 }
 
 type R<'a> = Result<Value<'a>, String>;
@@ -628,19 +665,31 @@ fn zone_offset(zone: &str) -> i32 {
     }
 }
 
+/// A regex compiled at parse time (borrowed) or taken from the cache.
+enum Re<'r> {
+    Pre(&'r regex::Regex),
+    Cached(Arc<regex::Regex>),
+}
+
+impl std::ops::Deref for Re<'_> {
+    type Target = regex::Regex;
+    fn deref(&self) -> &regex::Regex {
+        match self {
+            Re::Pre(r) => r,
+            Re::Cached(r) => r,
+        }
+    }
+}
+
 fn regex_for<'r>(
     pre: Option<&'r regex::Regex>,
     src: &str,
-    holder: &'r mut Option<regex::Regex>,
-) -> Result<&'r regex::Regex, String> {
-    if let Some(r) = pre {
-        return Ok(r);
+    cache: &RegexCache,
+) -> Result<Re<'r>, String> {
+    match pre {
+        Some(r) => Ok(Re::Pre(r)),
+        None => cache.get(src).map(Re::Cached),
     }
-    let r = regex::RegexBuilder::new(src)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| format!("error parsing regexp: {e}"))?;
-    Ok(holder.insert(r))
 }
 
 /// Calls `f` with evaluated arguments (`and`/`or` are handled by the
@@ -702,9 +751,7 @@ pub fn call<'a>(
                     (Value::Map(m), Value::Str(k)) => {
                         m.get(k.as_ref()).cloned().unwrap_or(Value::Nil)
                     }
-                    (Value::Labels(d), Value::Str(k)) => {
-                        Value::string(d.label(k).unwrap_or("").to_string())
-                    }
+                    (Value::Labels(d), Value::Str(k)) => Value::str(d.label(k).unwrap_or("")),
                     (Value::Nil, _) => {
                         return Err("error calling index: index of untyped nil".to_string())
                     }
@@ -824,8 +871,7 @@ pub fn call<'a>(
         }
         GoTrimSpace | Trim => Ok(Value::Str(strip(owned_s(a(0))?, |x| Some(x.trim())))),
         RegexReplaceAll | RegexReplaceAllLiteral => {
-            let mut holder = None;
-            let re = regex_for(pre_regex, s(a(0))?, &mut holder)
+            let re = regex_for(pre_regex, s(a(0))?, ctx.regexes)
                 .map_err(|e| format!("error calling {}: {e}", f.name()))?;
             let src = s(a(1))?;
             let repl = s(a(2))?;
@@ -850,8 +896,7 @@ pub fn call<'a>(
             string(out)
         }
         Count => {
-            let mut holder = None;
-            let re = regex_for(pre_regex, s(a(0))?, &mut holder)
+            let re = regex_for(pre_regex, s(a(0))?, ctx.regexes)
                 .map_err(|e| format!("error calling count: {e}"))?;
             Ok(Value::Int(re.find_iter(s(a(1))?).count() as i64))
         }

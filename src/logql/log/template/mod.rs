@@ -58,6 +58,7 @@ pub struct Template {
     source: String,
     name: String,
     tree: Arc<parse::Tree>,
+    regexes: Arc<funcs::RegexCache>,
 }
 
 impl Template {
@@ -74,6 +75,7 @@ impl Template {
             source: source.to_string(),
             name: name.to_string(),
             tree: Arc::new(tree),
+            regexes: Arc::default(),
         })
     }
 
@@ -81,7 +83,15 @@ impl Template {
     /// as it was.
     pub fn execute(&self, data: &dyn TemplateData, out: &mut String) -> Result<(), TemplateError> {
         let start = out.len();
-        let r = exec::Exec::new(&self.tree, &self.name, &self.source, data, out).run();
+        let r = exec::Exec::new(
+            &self.tree,
+            &self.name,
+            &self.source,
+            data,
+            &self.regexes,
+            out,
+        )
+        .run();
         if let Err(e) = r {
             out.truncate(start);
             return Err(TemplateError(e));

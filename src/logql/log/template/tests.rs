@@ -881,3 +881,25 @@ fn hostile_inputs_do_not_panic_or_blow_up() {
         assert!(Template::parse(t).is_err(), "{t:?} should not parse");
     }
 }
+
+#[test]
+fn templates_are_shareable_and_cache_dynamic_regexes() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Template>();
+    let t = Template::parse(r#"{{ regexReplaceAll .re .s "-" }}"#).unwrap();
+    let mut out = String::new();
+    for (re, s) in [("a+", "baab"), ("b", "abc"), ("a+", "xa")] {
+        t.execute(
+            &Entry {
+                labels: vec![("re", re), ("s", s)],
+                line: "",
+                ts: 0,
+            },
+            &mut out,
+        )
+        .unwrap();
+        out.push('|');
+    }
+    assert_eq!(out, "b-b|a-c|x-|");
+    assert_eq!(t.regexes.len(), 2);
+}
