@@ -790,9 +790,8 @@ mod tests {
             &json_body(now, &[(r#"{"a":"1"}"#, "x")]),
         )
         .unwrap();
-        // The stub store reports 0 active streams; the ingester's own record of
-        // `{a="1"}` lets it through while `{a="2"}` is refused once active
-        // streams reach the limit.
+        // One stream is active and the limit is 1: `{a="1"}` is known and
+        // passes, `{a="2"}` and `{a="3"}` would be new and are refused.
         let e = ing
             .push(
                 "t",
@@ -809,8 +808,8 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(e.status, 429);
-        assert!(e.message.starts_with("maximum active stream limit exceeded when trying to create stream {a=\"3\", service_name=\"unknown_service\"}"), "{}", e.message);
-        assert_eq!(ing.metrics().discarded("t", reason::STREAM_LIMIT).lines, 1);
+        assert!(e.message.starts_with("maximum active stream limit exceeded when trying to create stream {a=\"2\", service_name=\"unknown_service\"}"), "{}", e.message);
+        assert_eq!(ing.metrics().discarded("t", reason::STREAM_LIMIT).lines, 2);
     }
 
     #[test]
