@@ -61,7 +61,7 @@ impl Kind {
             Kind::Range(_) => "RANGE".into(),
             Kind::Flag(_) => "FUNCTION_FLAG".into(),
             Kind::Sym(s) => (*s).into(),
-            Kind::Func(f) => func_token_name(f).into(),
+            Kind::Func(f) => func_token_name(f),
             Kind::Error(_) => "error".into(),
             Kind::Eof => "$end".into(),
         }
@@ -211,8 +211,8 @@ fn lex_one(rest: &str, c: char) -> (Kind, usize) {
         '0'..='9' => lex_number(rest),
         '.' if rest[1..].starts_with(|c: char| c.is_ascii_digit()) => lex_number(rest),
         '-' => {
-            if rest.starts_with("--") {
-                let n = rest[2..]
+            if let Some(after) = rest.strip_prefix("--") {
+                let n = after
                     .find(|c: char| !(c.is_alphabetic() || c == '-'))
                     .map_or(rest.len(), |i| i + 2);
                 let flag = &rest[..n];
@@ -500,7 +500,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         _ => return Err(format!("unhandled size name: {unit}")),
     };
     let v = f * mult;
-    if !(v < u64::MAX as f64) {
+    if v.is_nan() || v >= u64::MAX as f64 {
         return Err(format!("too large: {s}"));
     }
     Ok(v as u64)
@@ -561,7 +561,15 @@ mod tests {
         );
         assert_eq!(
             kinds("[1.5m]")[0],
-            Kind::Error("not a valid duration string: \"1.5m\"".into())
+            Kind::Error("unknown unit \".\" in duration \"1.5m\"".into())
+        );
+        assert_eq!(
+            kinds("[m5]")[0],
+            Kind::Error("not a valid duration string: \"m5\"".into())
+        );
+        assert_eq!(
+            kinds("[5s1m]")[0],
+            Kind::Error("not a valid duration string: \"5s1m\"".into())
         );
         assert_eq!(
             kinds("[5m")[0],

@@ -205,10 +205,7 @@ impl<'a> Parser<'a> {
     fn parse_binary(&mut self, min_prec: u8) -> PResult<Operand> {
         self.enter()?;
         let mut lhs = self.parse_primary()?;
-        loop {
-            let Some((op, prec)) = self.peek_binop() else {
-                break;
-            };
+        while let Some((op, prec)) = self.peek_binop() {
             if prec < min_prec {
                 break;
             }
@@ -1340,13 +1337,13 @@ pub(crate) fn validate_pattern(p: &str) -> Result<(), String> {
     let mut i = 0usize;
     while i < rest.len() {
         let tail = &rest[i..];
-        if tail.starts_with('<') {
-            let name_len = tail[1..]
+        if let Some(after_lt) = tail.strip_prefix('<') {
+            let name_len = after_lt
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(tail.len() - 1);
-            let name = &tail[1..1 + name_len];
+                .unwrap_or(after_lt.len());
+            let name = &after_lt[..name_len];
             let is_name = !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit());
-            if is_name && tail[1 + name_len..].starts_with('>') {
+            if is_name && after_lt[name_len..].starts_with('>') {
                 if lit_start < i {
                     nodes.push((false, &rest[lit_start..i]));
                 }
