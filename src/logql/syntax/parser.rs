@@ -768,15 +768,9 @@ impl<'a> Parser<'a> {
 
     fn parse_line_filter_value(&mut self, op: LineFilterOp) -> PResult<LineFilterValue> {
         match self.peek() {
-            Kind::Str(_) => {
-                let s = self.expect_str()?;
-                if matches!(op, LineFilterOp::Regex | LineFilterOp::NotRegex) {
-                    if let Err(e) = regex::Regex::new(&s) {
-                        return Err(plain(regex_msg(&s, &e)));
-                    }
-                }
-                Ok(LineFilterValue::Str(s))
-            }
+            // Like Loki, line-filter regexes are compiled (and rejected) when
+            // the pipeline is built, not here.
+            Kind::Str(_) => Ok(LineFilterValue::Str(self.expect_str()?)),
             Kind::Func("ip") => {
                 self.bump();
                 self.expect_sym("(", &["("])?;
