@@ -195,7 +195,8 @@ fn lex_one(rest: &str, c: char) -> (Kind, usize) {
             Err(e) if e.contains("unterminated") || e.contains("newline") => {
                 (Kind::Error("literal not terminated".into()), 0)
             }
-            Err(e) => (Kind::Error(format!("invalid syntax: {e}")), 0),
+            // Go's text/scanner reports every bad escape this way.
+            Err(_) => (Kind::Error("invalid char escape".into()), 0),
         },
         '`' => match rest[1..].find('`') {
             Some(end) => (Kind::Str(rest[1..1 + end].to_string()), end + 2),
