@@ -1757,3 +1757,32 @@ fn deep_nesting_is_an_error_not_a_crash() {
     let q = format!("{}1{}", "(".repeat(50), ")".repeat(50));
     assert!(parse_expr(&q).is_ok());
 }
+
+/// Loki's docs: "`and` can be equivalently expressed by a comma or a space.
+/// Loki evaluates `and` before `or`", with these four as equivalent.
+#[test]
+fn docs_label_filter_equivalences() {
+    let pre = r#"{app="foo"} "#;
+    let first = log(&format!(
+        r#"{pre}| duration >= 20ms or size == 20KB and method!~"2..""#
+    ));
+    for q in [
+        r#"| duration >= 20ms or size == 20KB , method!~"2..""#,
+        r#"| duration >= 20ms or size == 20KB  method!~"2..""#,
+    ] {
+        assert_eq!(log(&format!("{pre}{q}")), first, "{q}");
+    }
+    let paren = log(&format!(
+        r#"{pre}| duration >= 20ms or (size == 20KB and method!~"2..")"#
+    ));
+    let Stage::LabelFilter(LabelFilterExpr::Or(a, b)) = &paren.pipeline[0] else {
+        panic!("expected an or: {paren:?}")
+    };
+    let LabelFilterExpr::Paren(inner) = b.as_ref() else {
+        panic!("expected a parenthesised right side")
+    };
+    assert_eq!(
+        first.pipeline[0],
+        Stage::LabelFilter(LabelFilterExpr::Or(a.clone(), inner.clone()))
+    );
+}
