@@ -263,12 +263,26 @@ fn number(i: &str) -> IResult<&str, &str> {
     let with_int = (digit1, opt((tag("."), opt(digit1))), opt(exponent));
     let exponent2 = (one_of("eE"), opt(one_of("+-")), digit1);
     let frac_only = (tag("."), digit1, opt(exponent2));
+    // Go's other literal forms: hex (with an optional binary exponent),
+    // binary and octal. Only hex floats survive strconv.ParseFloat later.
     let hex = (
         tag("0"),
         one_of("xX"),
-        take_while1(|c: char| c.is_ascii_hexdigit() || c == '_'),
+        take_while1(|c: char| c.is_ascii_hexdigit() || c == '_' || c == '.'),
+        opt((one_of("pP"), opt(one_of("+-")), digit1)),
     );
-    alt((recognize(hex), recognize(with_int), recognize(frac_only))).parse(i)
+    let bin_oct = (
+        tag("0"),
+        one_of("bBoO"),
+        take_while1(|c: char| c.is_ascii_digit() || c == '_'),
+    );
+    alt((
+        recognize(hex),
+        recognize(bin_oct),
+        recognize(with_int),
+        recognize(frac_only),
+    ))
+    .parse(i)
 }
 
 fn lex_word(rest: &str) -> (Kind, usize) {
@@ -536,6 +550,20 @@ mod tests {
             vec![Kind::Duration(5_400_000 * MS), Kind::Eof]
         );
         assert_eq!(kinds("2us"), vec![Kind::Duration(2_000), Kind::Eof]);
+        assert_eq!(kinds("0x1p3")[0], Kind::Number("0x1p3".into()));
+        assert_eq!(kinds("0b01")[0], Kind::Number("0b01".into()));
+        assert_eq!(
+            kinds("34+-123"),
+            vec![
+                Kind::Number("34".into()),
+                Kind::Sym("+"),
+                Kind::Sym("-"),
+                Kind::Number("123".into()),
+                Kind::Eof
+            ]
+        );
+        assert_eq!(kinds("-123ms")[0], Kind::Duration(-123 * MS));
+        assert_eq!(kinds("1h0.0m0s")[0], Kind::Duration(3_600_000 * MS));
     }
 
     #[test]

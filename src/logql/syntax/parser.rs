@@ -1254,15 +1254,37 @@ fn validate_range_agg(
 
 /// Go's `strconv.ParseFloat` for the decimal forms the lexer produces.
 fn parse_float(text: &str) -> Result<f64, String> {
-    let v: f64 = text
-        .parse()
-        .map_err(|_| format!("strconv.ParseFloat: parsing {text:?}: invalid syntax"))?;
+    let invalid = || format!("strconv.ParseFloat: parsing {text:?}: invalid syntax");
+    let v: f64 = match text.get(..2) {
+        Some("0x" | "0X") => parse_hex_float(&text[2..]).ok_or_else(invalid)?,
+        _ => text.parse().map_err(|_| invalid())?,
+    };
     if v.is_infinite() {
         return Err(format!(
             "strconv.ParseFloat: parsing {text:?}: value out of range"
         ));
     }
     Ok(v)
+}
+
+/// Go's hex floats, which need a binary exponent: `1p3`, `1.8p1`, `Ap-2`.
+fn parse_hex_float(s: &str) -> Option<f64> {
+    let (mant, exp) = s.split_once(['p', 'P'])?;
+    let exp: i32 = exp.parse().ok()?;
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let mut v = 0f64;
+    for c in int.chars().filter(|c| *c != '_') {
+        v = v * 16.0 + f64::from(c.to_digit(16)?);
+    }
+    let mut scale = 1.0 / 16.0;
+    for c in frac.chars() {
+        v += f64::from(c.to_digit(16)?) * scale;
+        scale /= 16.0;
+    }
+    Some(v * 2f64.powi(exp))
 }
 
 pub(crate) fn compile_anchored(re: &str) -> Result<regex::Regex, regex::Error> {
