@@ -1792,3 +1792,75 @@ fn docs_label_filter_equivalences() {
         Stage::LabelFilter(LabelFilterExpr::Or(a.clone(), inner.clone()))
     );
 }
+
+/// Mutations of valid queries (a character dropped, doubled or replaced):
+/// none may panic, and whatever still parses must round-trip.
+#[test]
+fn mutations_never_panic_and_round_trip() {
+    const INSERTS: &[&str] = &[
+        "(",
+        ")",
+        " ",
+        "|",
+        ",",
+        "-",
+        "\"",
+        "`",
+        "[",
+        "]",
+        "1",
+        "or ",
+        " and ",
+        "=",
+        "!",
+        "~",
+        ">",
+        "#",
+        "\n",
+        "by (a)",
+        "| json",
+        "[1m]",
+        "offset 1m",
+        "bool ",
+        "on () ",
+    ];
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut parsed = 0;
+    for q in all_valid() {
+        let chars: Vec<char> = q.chars().collect();
+        for _ in 0..30 {
+            let mut c = chars.clone();
+            let at = rng.below(c.len().max(1));
+            let mut s: String;
+            match rng.below(3) {
+                0 if !c.is_empty() => {
+                    c.remove(at);
+                    s = c.iter().collect();
+                }
+                1 if !c.is_empty() => {
+                    let ch = c[at];
+                    c.insert(at, ch);
+                    s = c.iter().collect();
+                }
+                _ => {
+                    s = c[..at].iter().collect();
+                    s.push_str(INSERTS[rng.below(INSERTS.len())]);
+                    s.extend(&c[at..]);
+                }
+            }
+            if let Ok(e) = parse_expr(&s) {
+                parsed += 1;
+                let printed = e.to_string();
+                assert_eq!(
+                    parse_expr(&printed).as_ref(),
+                    Ok(&e),
+                    "mutant {s:?} printed as {printed:?}"
+                );
+            }
+        }
+    }
+    assert!(
+        parsed > 1000,
+        "too few mutants parsed ({parsed}) for the check to mean much"
+    );
+}
