@@ -210,7 +210,7 @@ impl<'a> Parser<'a> {
                 break;
             }
             self.bump();
-            let modifier = self.parse_bin_modifier(op)?;
+            let modifier = self.parse_bin_modifier()?;
             let next_min = if op == BinOp::Pow { prec } else { prec + 1 };
             let rhs = self.parse_binary(next_min)?;
             lhs = Operand::Metric(make_binary(op, modifier, lhs, rhs)?);
@@ -243,11 +243,10 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn parse_bin_modifier(&mut self, op: BinOp) -> PResult<BinModifier> {
+    fn parse_bin_modifier(&mut self) -> PResult<BinModifier> {
         let mut m = BinModifier::default();
         // Loki accepts `bool` after any operator; it only matters for
         // comparisons.
-        let _ = op;
         if self.eat_sym("bool") {
             m.return_bool = true;
         }
