@@ -2,8 +2,9 @@
 //!
 //! * `CANONICAL`: valid queries with their expected canonical print
 //!   (written by hand from the printing rules in `syntax/print.rs`);
-//! * `VALID`: more valid queries, checked for print -> parse round trips;
-//! * `DOCS`: the queries from Loki's LogQL documentation pages;
+//! * `VALID`: more valid queries, likewise;
+//! * `DOCS`: the queries from Loki's LogQL documentation pages, likewise;
+//!   every valid query is also checked for a print -> parse round trip;
 //! * `INVALID`: queries with their exact error text (message and position);
 //! * AST checks for a representative subset, and no-panic checks on random
 //!   input and on every truncation of every valid query.
@@ -630,6 +631,8 @@ const CANONICAL: &[(&str, &str)] = &[
     (r#"+2"#, r#"2"#),
     (r#"1e3"#, r#"1000"#),
     (r#"2.5E-3"#, r#"0.0025"#),
+    (r#"0x1p3"#, r#"8"#),
+    (r#"0x1.8p1 + 0"#, r#"3 + 0"#),
     (r#"1 + 2 * 3"#, r#"1 + 2 * 3"#),
     (r#"(1 + 2) * 3"#, r#"(1 + 2) * 3"#),
     (r#"1 - 2 - 3"#, r#"1 - 2 - 3"#),
@@ -733,235 +736,361 @@ const CANONICAL: &[(&str, &str)] = &[
     ),
 ];
 
-/// More valid queries: each must round-trip through the printer.
-const VALID: &[&str] = &[
-    r#"{app="foo"} |= "a" |= "b" |= "c" != "d" |~ "e" !~ "f" |> "<_>g" !> "h<_>""#,
-    r#"{app="foo"} | json | line_format "{{.message}}" |= "error" | logfmt | level="error""#,
-    r#"{app="foo"} | json | label_format level=lvl | level="error""#,
-    r#"{app="foo"} | logfmt --keep-empty"#,
-    r#"{app="foo"} | logfmt --strict --keep-empty a, b="c", d"#,
-    r#"{app="foo"} | json | keep level, app | drop app"#,
-    r#"{app="foo"} | pattern "<_> <a>" | a=~"x.*" | line_format "{{.a}}""#,
-    r#"{app="foo"} | regexp "(?P<a>\\d+)" | a > 10 and a < 20 or a == 100"#,
-    r#"{app="foo"} | a > 1 and b > 2 and c > 3"#,
-    r#"{app="foo"} | a > 1 or b > 2 or c > 3"#,
-    r#"{app="foo"} | a > 1 or (b > 2 or c > 3)"#,
-    r#"{app="foo"} | (a > 1 and b > 2) or (c > 3 and d > 4)"#,
-    r#"{app="foo"} | a > 1, b > 2 c > 3 and d > 4"#,
-    r#"{app="foo"} | a = ip("10.0.0.0/8") or b != ip("::1")"#,
-    r#"{app="foo"} | duration > 1h2m3s4ms"#,
-    r#"{app="foo"} | d > 1y"#,
-    r#"{app="foo"} | d > 1ns"#,
-    r#"{app="foo"} | d > 2.5s"#,
-    r#"{app="foo"} | d > 1h0m0.000000001s"#,
-    r#"{app="foo"} | s > 1TiB or s > 1PB or s > 3GiB or s > 7MiB"#,
-    r#"{app="foo"} | line_format "{{ __line__ | ToUpper }} {{ __timestamp__ }}""#,
-    r#"{app="foo"} | label_format ts="{{ unixEpochMillis __timestamp__ }}", lvl=level, x="\t""#,
-    r#"{app="foo"} |= "\"quoted\"" != `back\tick`"#,
-    r#"{app="foo"} |= "\x7f\u2028""#,
-    r#"{app="foo"} |= "日本語" | json name="名前""#,
-    r#"{app="foo", 名前="x"}"#,
-    r#"{app="foo"} | json | __error__="" | __error_details__!="x""#,
-    r#"{app="foo"} | unpack | line_format "{{._entry}}""#,
-    r#"{app="foo"} | decolorize | json"#,
-    r#"count_over_time({app="foo"} | json | level="error" [1m])"#,
-    r#"count_over_time({app="foo"} | pattern "<_> <status> <_>" | status >= 500 [1m])"#,
-    r#"count_over_time({app="foo"}[1m] offset 1d)"#,
-    r#"count_over_time({app="foo"}[1y])"#,
-    r#"count_over_time({app="foo"}[1d12h])"#,
-    r#"count_over_time({app="foo"}[0s])"#,
-    r#"count_over_time({app="foo"}[10ms])"#,
-    r#"count_over_time({app="foo"}[5m] offset 1h30m)"#,
-    r#"count_over_time({app="foo"}[5m] offset 10s)"#,
-    r#"count_over_time({app="foo"}[5m] offset 250ms)"#,
-    r#"rate({app="foo"} |= "x" | logfmt | label_format a=b [1m])"#,
-    r#"bytes_rate({app="foo"} | decolorize [1m])"#,
-    r#"sum_over_time({app="foo"} | logfmt | unwrap bytes(size) | __error__="" [1m])"#,
-    r#"avg_over_time({app="foo"} | json | unwrap duration_seconds(d) | d > 0 [1m]) by (a, b)"#,
-    r#"quantile_over_time(0.5, {app="foo"} | logfmt | unwrap latency [1m]) without (pod)"#,
-    r#"quantile_over_time(0.999, {app="foo"} | json | unwrap latency | latency < 10 and latency > 1 [1m])"#,
-    r#"max_over_time({app="foo"}[1m] | json | unwrap x | x > 0)"#,
-    r#"stddev_over_time({app="foo"} | unwrap x [1m] offset 1m) by (a)"#,
-    r#"sum by (a) (count_over_time({app="foo"}[1m])) / sum by (a) (count_over_time({app="bar"}[1m]))"#,
-    r#"sum(rate({app="foo"}[1m])) by (a) > 0.5 and sum(rate({app="bar"}[1m])) by (a) < 10"#,
-    r#"1 + 2 - 3 * 4 / 5 % 6 ^ 7"#,
-    r#"((1 + 2)) * (3)"#,
-    r#"1 < bool 2 == bool 1"#,
-    r#"(1 > bool 2) + (3 <= bool 4)"#,
-    r#"-1 ^ 2"#,
-    r#"2 ^ -1"#,
-    r#"vector(1) + vector(2)"#,
-    r#"vector(1) * on () group_left vector(2)"#,
-    r#"sum(rate({app="a"}[1m])) - on (x) group_right (y) sum(rate({app="b"}[1m]))"#,
-    r#"sum(rate({app="a"}[1m])) == ignoring () sum(rate({app="b"}[1m]))"#,
-    r#"sum(rate({app="a"}[1m])) == bool ignoring (q) group_left () sum(rate({app="b"}[1m]))"#,
-    r#"rate({app="a"}[1m]) unless on (x) rate({app="b"}[1m])"#,
-    r#"rate({app="a"}[1m]) and ignoring (x) rate({app="b"}[1m])"#,
-    r#"topk(1, topk(2, rate({app="a"}[1m])))"#,
-    r#"bottomk by (a) (1, sum by (a, b) (rate({app="a"}[1m])))"#,
-    r#"sort_desc(sum by (a) (rate({app="a"}[1m])))"#,
-    r#"sort(sum(rate({app="a"}[1m])))"#,
-    r#"sort by () (rate({app="a"}[1m]))"#,
-    r#"count(count by (a) (rate({app="a"}[1m])))"#,
-    r#"avg without () (rate({app="a"}[1m]))"#,
-    r#"label_replace(vector(1), "a", "b", "", "")"#,
-    r#"label_replace(label_replace(rate({app="a"}[1m]), "x", "$1", "a", "(.*)"), "y", "$1", "x", "(.*)")"#,
-    r#"sum(rate({app="a"}[1m])) * 100 / on () group_left sum(rate({app="b"}[1m]))"#,
-    r#"max by (a) (rate({app="a"}[1m])) > bool ignoring (a) avg(rate({app="a"}[1m]))"#,
-    r#"sum(count_over_time({app="a"}[1m])) or on () vector(0)"#,
-    r#"absent_over_time({app="a"} |= "x" [1h])"#,
-    r#"rate({app="a"}[1m]) > 1 or rate({app="a"}[1m]) < -1"#,
-    r#"0.5"#,
-    r#"- 0"#,
-    r#"100000000000000000000000"#,
-    r#"0.000001"#,
+/// More valid queries with their canonical print (checked by hand).
+const VALID: &[(&str, &str)] = &[
+    (
+        r#"{app="foo"} |= "a" |= "b" |= "c" != "d" |~ "e" !~ "f" |> "<_>g" !> "h<_>""#,
+        r#"{app="foo"} |= "a" |= "b" |= "c" != "d" |~ "e" !~ "f" |> "<_>g" !> "h<_>""#,
+    ),
+    (
+        r#"{app="foo"} | json | line_format "{{.message}}" |= "error" | logfmt | level="error""#,
+        r#"{app="foo"} | json | line_format "{{.message}}" |= "error" | logfmt | level="error""#,
+    ),
+    (
+        r#"{app="foo"} | json | label_format level=lvl | level="error""#,
+        r#"{app="foo"} | json | label_format level=lvl | level="error""#,
+    ),
+    (
+        r#"{app="foo"} | logfmt --keep-empty"#,
+        r#"{app="foo"} | logfmt --keep-empty"#,
+    ),
+    (
+        r#"{app="foo"} | logfmt --strict --keep-empty a, b="c", d"#,
+        r#"{app="foo"} | logfmt --strict --keep-empty a, b="c", d"#,
+    ),
+    (
+        r#"{app="foo"} | json | keep level, app | drop app"#,
+        r#"{app="foo"} | json | keep level, app | drop app"#,
+    ),
+    (
+        r#"{app="foo"} | pattern "<_> <a>" | a=~"x.*" | line_format "{{.a}}""#,
+        r#"{app="foo"} | pattern "<_> <a>" | a=~"x.*" | line_format "{{.a}}""#,
+    ),
+    (
+        r#"{app="foo"} | regexp "(?P<a>\\d+)" | a > 10 and a < 20 or a == 100"#,
+        r#"{app="foo"} | regexp "(?P<a>\\d+)" | a>10 and a<20 or a==100"#,
+    ),
+    (
+        r#"{app="foo"} | a > 1 and b > 2 and c > 3"#,
+        r#"{app="foo"} | a>1 and b>2 and c>3"#,
+    ),
+    (
+        r#"{app="foo"} | a > 1 or b > 2 or c > 3"#,
+        r#"{app="foo"} | a>1 or b>2 or c>3"#,
+    ),
+    (
+        r#"{app="foo"} | a > 1 or (b > 2 or c > 3)"#,
+        r#"{app="foo"} | a>1 or (b>2 or c>3)"#,
+    ),
+    (
+        r#"{app="foo"} | (a > 1 and b > 2) or (c > 3 and d > 4)"#,
+        r#"{app="foo"} | (a>1 and b>2) or (c>3 and d>4)"#,
+    ),
+    (
+        r#"{app="foo"} | a > 1, b > 2 c > 3 and d > 4"#,
+        r#"{app="foo"} | a>1 and b>2 and c>3 and d>4"#,
+    ),
+    (
+        r#"{app="foo"} | a = ip("10.0.0.0/8") or b != ip("::1")"#,
+        r#"{app="foo"} | a=ip("10.0.0.0/8") or b!=ip("::1")"#,
+    ),
+    (
+        r#"{app="foo"} | duration > 1h2m3s4ms"#,
+        r#"{app="foo"} | duration>1h2m3s4ms"#,
+    ),
+    (r#"{app="foo"} | d > 1y"#, r#"{app="foo"} | d>1y"#),
+    (r#"{app="foo"} | d > 1ns"#, r#"{app="foo"} | d>1ns"#),
+    (r#"{app="foo"} | d > 2.5s"#, r#"{app="foo"} | d>2s500ms"#),
+    (
+        r#"{app="foo"} | d > 1h0m0.000000001s"#,
+        r#"{app="foo"} | d>1h1ns"#,
+    ),
+    (
+        r#"{app="foo"} | s > 1TiB or s > 1PB or s > 3GiB or s > 7MiB"#,
+        r#"{app="foo"} | s>1TiB or s>1PB or s>3GiB or s>7MiB"#,
+    ),
+    (
+        r#"{app="foo"} | line_format "{{ __line__ | ToUpper }} {{ __timestamp__ }}""#,
+        r#"{app="foo"} | line_format "{{ __line__ | ToUpper }} {{ __timestamp__ }}""#,
+    ),
+    (
+        r#"{app="foo"} | label_format ts="{{ unixEpochMillis __timestamp__ }}", lvl=level, x="\t""#,
+        r#"{app="foo"} | label_format ts="{{ unixEpochMillis __timestamp__ }}", lvl=level, x="\t""#,
+    ),
+    (
+        r#"{app="foo"} |= "\"quoted\"" != `back\tick`"#,
+        r#"{app="foo"} |= "\"quoted\"" != "back\\tick""#,
+    ),
+    // U+2028 is kept as is (Go's strconv.Quote would escape it).
+    (
+        r#"{app="foo"} |= "\x7f\u2028""#,
+        "{app=\"foo\"} |= \"\\x7f\u{2028}\"",
+    ),
+    (
+        r#"{app="foo"} |= "日本語" | json name="名前""#,
+        r#"{app="foo"} |= "日本語" | json name="名前""#,
+    ),
+    (r#"{app="foo", 名前="x"}"#, r#"{app="foo", 名前="x"}"#),
+    (
+        r#"{app="foo"} | json | __error__="" | __error_details__!="x""#,
+        r#"{app="foo"} | json | __error__="" | __error_details__!="x""#,
+    ),
+    (
+        r#"{app="foo"} | unpack | line_format "{{._entry}}""#,
+        r#"{app="foo"} | unpack | line_format "{{._entry}}""#,
+    ),
+    (
+        r#"{app="foo"} | decolorize | json"#,
+        r#"{app="foo"} | decolorize | json"#,
+    ),
+    (
+        r#"count_over_time({app="foo"} | json | level="error" [1m])"#,
+        r#"count_over_time({app="foo"} | json | level="error" [1m])"#,
+    ),
+    (
+        r#"count_over_time({app="foo"} | pattern "<_> <status> <_>" | status >= 500 [1m])"#,
+        r#"count_over_time({app="foo"} | pattern "<_> <status> <_>" | status>=500 [1m])"#,
+    ),
+    (
+        r#"count_over_time({app="foo"}[1m] offset 1d)"#,
+        r#"count_over_time({app="foo"}[1m] offset 1d)"#,
+    ),
+    (
+        r#"count_over_time({app="foo"}[1y])"#,
+        r#"count_over_time({app="foo"}[1y])"#,
+    ),
+    (
+        r#"count_over_time({app="foo"}[1d12h])"#,
+        r#"count_over_time({app="foo"}[1d12h])"#,
+    ),
+    (
+        r#"count_over_time({app="foo"}[0s])"#,
+        r#"count_over_time({app="foo"}[0s])"#,
+    ),
+    (
+        r#"count_over_time({app="foo"}[10ms])"#,
+        r#"count_over_time({app="foo"}[10ms])"#,
+    ),
+    (
+        r#"count_over_time({app="foo"}[5m] offset 1h30m)"#,
+        r#"count_over_time({app="foo"}[5m] offset 1h30m)"#,
+    ),
+    (
+        r#"count_over_time({app="foo"}[5m] offset 10s)"#,
+        r#"count_over_time({app="foo"}[5m] offset 10s)"#,
+    ),
+    (
+        r#"count_over_time({app="foo"}[5m] offset 250ms)"#,
+        r#"count_over_time({app="foo"}[5m] offset 250ms)"#,
+    ),
+    (
+        r#"rate({app="foo"} |= "x" | logfmt | label_format a=b [1m])"#,
+        r#"rate({app="foo"} |= "x" | logfmt | label_format a=b [1m])"#,
+    ),
+    (
+        r#"bytes_rate({app="foo"} | decolorize [1m])"#,
+        r#"bytes_rate({app="foo"} | decolorize [1m])"#,
+    ),
+    (
+        r#"sum_over_time({app="foo"} | logfmt | unwrap bytes(size) | __error__="" [1m])"#,
+        r#"sum_over_time({app="foo"} | logfmt | unwrap bytes(size) | __error__="" [1m])"#,
+    ),
+    (
+        r#"avg_over_time({app="foo"} | json | unwrap duration_seconds(d) | d > 0 [1m]) by (a, b)"#,
+        r#"avg_over_time({app="foo"} | json | unwrap duration_seconds(d) | d>0 [1m]) by (a, b)"#,
+    ),
+    (
+        r#"quantile_over_time(0.5, {app="foo"} | logfmt | unwrap latency [1m]) without (pod)"#,
+        r#"quantile_over_time(0.5, {app="foo"} | logfmt | unwrap latency [1m]) without (pod)"#,
+    ),
+    (
+        r#"quantile_over_time(0.999, {app="foo"} | json | unwrap latency | latency < 10 and latency > 1 [1m])"#,
+        r#"quantile_over_time(0.999, {app="foo"} | json | unwrap latency | latency<10 and latency>1 [1m])"#,
+    ),
+    (
+        r#"max_over_time({app="foo"}[1m] | json | unwrap x | x > 0)"#,
+        r#"max_over_time({app="foo"} | json | unwrap x | x>0 [1m])"#,
+    ),
+    (
+        r#"stddev_over_time({app="foo"} | unwrap x [1m] offset 1m) by (a)"#,
+        r#"stddev_over_time({app="foo"} | unwrap x [1m] offset 1m) by (a)"#,
+    ),
+    (
+        r#"sum by (a) (count_over_time({app="foo"}[1m])) / sum by (a) (count_over_time({app="bar"}[1m]))"#,
+        r#"sum by (a) (count_over_time({app="foo"}[1m])) / sum by (a) (count_over_time({app="bar"}[1m]))"#,
+    ),
+    (
+        r#"sum(rate({app="foo"}[1m])) by (a) > 0.5 and sum(rate({app="bar"}[1m])) by (a) < 10"#,
+        r#"sum by (a) (rate({app="foo"}[1m])) > 0.5 and sum by (a) (rate({app="bar"}[1m])) < 10"#,
+    ),
+    (
+        r#"1 + 2 - 3 * 4 / 5 % 6 ^ 7"#,
+        r#"1 + 2 - 3 * 4 / 5 % 6 ^ 7"#,
+    ),
+    (r#"((1 + 2)) * (3)"#, r#"((1 + 2)) * (3)"#),
+    (r#"1 < bool 2 == bool 1"#, r#"1 < bool 2 == bool 1"#),
+    (
+        r#"(1 > bool 2) + (3 <= bool 4)"#,
+        r#"(1 > bool 2) + (3 <= bool 4)"#,
+    ),
+    (r#"-1 ^ 2"#, r#"-1 ^ 2"#),
+    (r#"2 ^ -1"#, r#"2 ^ -1"#),
+    (r#"vector(1) + vector(2)"#, r#"vector(1) + vector(2)"#),
+    (
+        r#"vector(1) * on () group_left vector(2)"#,
+        r#"vector(1) * on () group_left vector(2)"#,
+    ),
+    (
+        r#"sum(rate({app="a"}[1m])) - on (x) group_right (y) sum(rate({app="b"}[1m]))"#,
+        r#"sum(rate({app="a"}[1m])) - on (x) group_right (y) sum(rate({app="b"}[1m]))"#,
+    ),
+    (
+        r#"sum(rate({app="a"}[1m])) == ignoring () sum(rate({app="b"}[1m]))"#,
+        r#"sum(rate({app="a"}[1m])) == ignoring () sum(rate({app="b"}[1m]))"#,
+    ),
+    (
+        r#"sum(rate({app="a"}[1m])) == bool ignoring (q) group_left () sum(rate({app="b"}[1m]))"#,
+        r#"sum(rate({app="a"}[1m])) == bool ignoring (q) group_left sum(rate({app="b"}[1m]))"#,
+    ),
+    (
+        r#"rate({app="a"}[1m]) unless on (x) rate({app="b"}[1m])"#,
+        r#"rate({app="a"}[1m]) unless on (x) rate({app="b"}[1m])"#,
+    ),
+    (
+        r#"rate({app="a"}[1m]) and ignoring (x) rate({app="b"}[1m])"#,
+        r#"rate({app="a"}[1m]) and ignoring (x) rate({app="b"}[1m])"#,
+    ),
+    (
+        r#"topk(1, topk(2, rate({app="a"}[1m])))"#,
+        r#"topk(1, topk(2, rate({app="a"}[1m])))"#,
+    ),
+    (
+        r#"bottomk by (a) (1, sum by (a, b) (rate({app="a"}[1m])))"#,
+        r#"bottomk by (a) (1, sum by (a, b) (rate({app="a"}[1m])))"#,
+    ),
+    (
+        r#"sort_desc(sum by (a) (rate({app="a"}[1m])))"#,
+        r#"sort_desc(sum by (a) (rate({app="a"}[1m])))"#,
+    ),
+    (
+        r#"sort(sum(rate({app="a"}[1m])))"#,
+        r#"sort(sum(rate({app="a"}[1m])))"#,
+    ),
+    (
+        r#"sort by () (rate({app="a"}[1m]))"#,
+        r#"sort by () (rate({app="a"}[1m]))"#,
+    ),
+    (
+        r#"count(count by (a) (rate({app="a"}[1m])))"#,
+        r#"count(count by (a) (rate({app="a"}[1m])))"#,
+    ),
+    (
+        r#"avg without () (rate({app="a"}[1m]))"#,
+        r#"avg without () (rate({app="a"}[1m]))"#,
+    ),
+    (
+        r#"label_replace(vector(1), "a", "b", "", "")"#,
+        r#"label_replace(vector(1), "a", "b", "", "")"#,
+    ),
+    (
+        r#"label_replace(label_replace(rate({app="a"}[1m]), "x", "$1", "a", "(.*)"), "y", "$1", "x", "(.*)")"#,
+        r#"label_replace(label_replace(rate({app="a"}[1m]), "x", "$1", "a", "(.*)"), "y", "$1", "x", "(.*)")"#,
+    ),
+    (
+        r#"sum(rate({app="a"}[1m])) * 100 / on () group_left sum(rate({app="b"}[1m]))"#,
+        r#"sum(rate({app="a"}[1m])) * 100 / on () group_left sum(rate({app="b"}[1m]))"#,
+    ),
+    (
+        r#"max by (a) (rate({app="a"}[1m])) > bool ignoring (a) avg(rate({app="a"}[1m]))"#,
+        r#"max by (a) (rate({app="a"}[1m])) > bool ignoring (a) avg(rate({app="a"}[1m]))"#,
+    ),
+    (
+        r#"sum(count_over_time({app="a"}[1m])) or on () vector(0)"#,
+        r#"sum(count_over_time({app="a"}[1m])) or on () vector(0)"#,
+    ),
+    (
+        r#"absent_over_time({app="a"} |= "x" [1h])"#,
+        r#"absent_over_time({app="a"} |= "x" [1h])"#,
+    ),
+    (
+        r#"rate({app="a"}[1m]) > 1 or rate({app="a"}[1m]) < -1"#,
+        r#"rate({app="a"}[1m]) > 1 or rate({app="a"}[1m]) < -1"#,
+    ),
+    (r#"0.5"#, r#"0.5"#),
+    (r#"- 0"#, r#"0"#),
+    (r#"{app="foo"} |~ "a[""#, r#"{app="foo"} |~ "a[""#),
+    (r#"100000000000000000000000"#, r#"100000000000000000000000"#),
 ];
 
 /// Queries from Loki's LogQL documentation (docs/sources/query/).
-const DOCS: &[&str] = &[
-    r#"{service_name="nginx", status="500"}"#,
-    r#"{job_name="myapp"} |= "3.180.71.3""#,
-    r#"{job_name="myapp"} |= ip("192.168.4.5/16")"#,
-    r#"{job_name="myapp"} != ip("192.168.4.5-192.168.4.20")"#,
-    r#"{job_name="myapp"}
-		| logfmt
-		| remote_addr = ip("2001:db8::1-2001:db8::8")
-		| level = "error""#,
-    r#"{job_name="myapp"}
-		| logfmt
-		| addr = ip("192.168.4.5/16")
-		| addr != ip("192.168.4.2")"#,
-    r#"{job_name="myapp"}
-		| logfmt
-		| addr = ip("192.168.4.0/24") or addr = ip("10.10.15.0/24")"#,
-    r#"{container="query-frontend",namespace="loki-dev"} |= "metrics.go" | logfmt | duration > 10s and throughput_mb < 500"#,
-    r#"{app="mysql",name="mysql-backup"}"#,
-    r#"{job="mysql"} |= "error""#,
-    r#"{instance=~"kafka-[23]",name="kafka"} != "kafka.server:type=ReplicaManager""#,
-    r#"{name="kafka"} |~ "tsdb-ops.*io:2003""#,
-    r#"{name="cassandra"} |~  `error=\w+`"#,
-    r#"{job="mysql"} |= "error" != "timeout""#,
-    r#"{job="mysql"} |= "error" | json | line_format "{{.err}}""#,
-    r#"{job="mysql"} | json | line_format "{{.message}}" |= "error""#,
-    r#"{job="example"} | decolorize"#,
-    r#"{a_b_c="d", e="f"}"#,
-    r#"{container="frontend"} | logfmt | line_format "{{.query}} {{.duration}}""#,
-    r#"{container="frontend"} | logfmt | line_format "{{.ip}} {{.status}} {{div .duration 1000}}""#,
-    r#"{container="query-frontend",namespace="loki-dev"}"#,
-    r#"{name =~ "mysql.+"}"#,
-    r#"{name =~ ".*mysql.*"}"#,
-    r#"{job="varlogs"}|json|drop level, method="GET""#,
-    r#"{job="varlogs"}|json|drop __error__"#,
-    r#"{job="varlogs"}|json|drop level, path, app=~"some-api.*""#,
-    r#"{job="varlogs"}|json|keep level, method="GET""#,
-    r#"{job="varlogs"}|json|keep level, tenant, app=~"some-api.*""#,
-    r#"count_over_time({job="mysql"}[5m])"#,
-    r#"sum by (host) (rate({job="mysql"} |= "error" != "timeout" | json | duration > 10s [1m]))"#,
-    r#"sum(count_over_time({namespace="traefik"}[5m])) # will return nothing
-      or
-    vector(0) # will return 0"#,
-    r#"{job="security"} 
-        |~ "Invalid user.*"
-        | regexp "(^(?P<user>\\S+ {1,2}){8})"
-        | regexp "(^(?P<ip>\\S+ {1,2}){10})"
-        | line_format "IP = {{.ip}}\tUSER = {{.user}}""#,
-    r#"{job="security"}
-        != "grafana_com"
-        |= "session opened"
-        != "sudo: "
-        | regexp "(^(?P<user>\\S+ {1,2}){11})"
-        | line_format "USER = {{.user}}""#,
-    r#"sum by (host) (rate({job="mysql"}
-        |= "error" != "timeout"
-        | json
-        | duration > 10s [1m]))"#,
-    r#"{cluster="ops-tools1", namespace="loki-dev", job="loki-dev/query-frontend"} |= "metrics.go" != "out of order" | logfmt | duration > 30s or status_code != "200""#,
-    r#"{cluster="ops-tools1", namespace="loki-dev", job="loki-dev/query-frontend"}"#,
-    r#"{job="loki-ops/query-frontend"} | logfmt | line_format "{{.msg}}" | regexp "(?P<method>\\w+) (?P<path>[\\w|/]+) \\((?P<status>\\d+?)\\) (?P<duration>.*)""#,
-    r#"{cluster="ops-tools1", name="querier", namespace="loki-dev"}
-  |= "metrics.go" != "loki-canary"
-  | logfmt
-  | query != ""
-  | label_format query="{{ Replace .query \"\\n\" \"\" -1 }}"
-  | line_format "{{ .ts}}\t{{.duration}}\ttraceID = {{.traceID}}\t{{ printf \"%-100.100s\" .query }} ""#,
-    r#"quantile_over_time(0.99,
-      {cluster="ops-tools1",container="ingress-nginx"}
-        | json
-        | __error__ = ""
-        | unwrap request_time [1m]) by (path)"#,
-    r#"sum by (org_id) (
-      sum_over_time(
-      {cluster="ops-tools1",container="loki-dev"}
-          |= "metrics.go"
-          | logfmt
-          | unwrap bytes_processed [1m])
-      )"#,
-    r#"topk(10,sum(rate({region="us-east1"}[5m])) by (name))"#,
-    r#"sum(count_over_time({job="mysql"}[5m])) by (level)"#,
-    r#"avg(rate(({job="nginx"} |= "GET" | json | path="/home")[10s])) by (region)"#,
-    r#"1 + 1"#,
-    r#"sum(rate({app="foo"}[1m])) * 2"#,
-    r#"sum(rate({app="foo", level="warn"}[1m])) / sum(rate({app="foo", level="error"}[1m]))"#,
-    r#"rate({app=~"foo|bar"}[1m]) and rate({app="bar"}[1m])"#,
-    r#"count_over_time({foo="bar"}[1m]) > 10"#,
-    r#"count_over_time({foo="bar"}[1m]) > bool 10"#,
-    r#"sum without(app) (count_over_time({app="foo"}[1m])) > sum without(app) (count_over_time({app="bar"}[1m]))"#,
-    r#"sum without(app) (count_over_time({app="foo"}[1m])) > bool sum without(app) (count_over_time({app="bar"}[1m]))"#,
-    r#"{service_name=`distributor`} |> `<_> caller=http.go:194 level=debug <_> msg="POST /push.v1.PusherService/Push <_>`"#,
-    r#"{service_name=`distributor`} !> `<_> caller=http.go:194 level=debug <_> msg="POST /push.v1.PusherService/Push <_>`"#,
-    r#"max by(machine) (count_over_time({app="foo"}[1m])) > bool ignoring(machine) avg(count_over_time({app="foo"}[1m]))"#,
-    r#"sum by(machine) (count_over_time({app="foo"}[1m])) / on() sum(count_over_time({app="foo"}[1m]))"#,
-    r#"sum by (app, status) (
-  rate(
-    {job="http-server"}
-      | json
-      [5m]
-  )
-)
-/ on (app) group_left
-sum by (app) (
-  rate(
-    {job="http-server"}
-      | json
-      [5m]
-  )
-)"#,
-    r#"sum by (user, namespace) (
-  rate(
-    {job="events"}
-      | logfmt
-      | discarded="true"
-      [5m]
-  )
-)
-* on (user) group_left(organization)
-max_over_time(
-  {job="cost-calculator"}
-    | logfmt
-    | unwrap cost
-    [5m]
-) by (user, organization)"#,
-    r#"{app="foo"} # anything that comes after will not be interpreted in your query"#,
-    r#"{app="foo"}
-    | json
-    # this line will be ignored
-    | bar="baz" # this checks if bar = "baz""#,
-    r#"{cluster="ops-tools1",container="ingress-nginx"}
-    | json
-    | __error__ != "JSONParserErr""#,
-    r#"quantile_over_time(
-	0.99,
-	{container="ingress-nginx",service="hosted-grafana"}
-	| json
-	| unwrap response_latency_seconds
-	| __error__=""[1m]
-	) by (cluster)"#,
-    r#"label_replace(rate({job="api-server",service="a:c"} |= "err" [1m]), "foo", "$1",
-  "service", "(.*):.*")"#,
-    r#"{job="loki/querier"} | label_format nowEpoch=`{{(unixEpoch now)}}`,createDateEpoch=`{{unixEpoch (toDate "2006-01-02" .createDate)}}` | label_format dateTimeDiff=`{{sub .nowEpoch .createDateEpoch}}` | dateTimeDiff > 86400"#,
-    r#"{job="access_log"} | json | line_format `{{.http_request_headers_x_forwarded_for | default "-"}}`"#,
-    r#"{job="loki/querier"} |= "finish in prometheus" | logfmt | line_format `{{ range $q := fromJson .queries }} {{ $q.query }} {{ end }}`"#,
-    r#"{job="xyzlog"} | line_format `{{ __line__ | count "XYZ"}}`"#,
+const DOCS: &[(&str, &str)] = &[
+    (r#"0.000001"#, r#"0.000001"#),
+    (r#"{service_name="nginx", status="500"}"#, r#"{service_name="nginx", status="500"}"#),
+    (r#"{job_name="myapp"} |= "3.180.71.3""#, r#"{job_name="myapp"} |= "3.180.71.3""#),
+    (r#"{job_name="myapp"} |= ip("192.168.4.5/16")"#, r#"{job_name="myapp"} |= ip("192.168.4.5/16")"#),
+    (r#"{job_name="myapp"} != ip("192.168.4.5-192.168.4.20")"#, r#"{job_name="myapp"} != ip("192.168.4.5-192.168.4.20")"#),
+    ("{job_name=\"myapp\"}\n\t\t| logfmt\n\t\t| remote_addr = ip(\"2001:db8::1-2001:db8::8\")\n\t\t| level = \"error\"", r#"{job_name="myapp"} | logfmt | remote_addr=ip("2001:db8::1-2001:db8::8") | level="error""#),
+    ("{job_name=\"myapp\"}\n\t\t| logfmt\n\t\t| addr = ip(\"192.168.4.5/16\")\n\t\t| addr != ip(\"192.168.4.2\")", r#"{job_name="myapp"} | logfmt | addr=ip("192.168.4.5/16") | addr!=ip("192.168.4.2")"#),
+    ("{job_name=\"myapp\"}\n\t\t| logfmt\n\t\t| addr = ip(\"192.168.4.0/24\") or addr = ip(\"10.10.15.0/24\")", r#"{job_name="myapp"} | logfmt | addr=ip("192.168.4.0/24") or addr=ip("10.10.15.0/24")"#),
+    (r#"{container="query-frontend",namespace="loki-dev"} |= "metrics.go" | logfmt | duration > 10s and throughput_mb < 500"#, r#"{container="query-frontend", namespace="loki-dev"} |= "metrics.go" | logfmt | duration>10s and throughput_mb<500"#),
+    (r#"{app="mysql",name="mysql-backup"}"#, r#"{app="mysql", name="mysql-backup"}"#),
+    (r#"{job="mysql"} |= "error""#, r#"{job="mysql"} |= "error""#),
+    (r#"{instance=~"kafka-[23]",name="kafka"} != "kafka.server:type=ReplicaManager""#, r#"{instance=~"kafka-[23]", name="kafka"} != "kafka.server:type=ReplicaManager""#),
+    (r#"{name="kafka"} |~ "tsdb-ops.*io:2003""#, r#"{name="kafka"} |~ "tsdb-ops.*io:2003""#),
+    (r#"{name="cassandra"} |~  `error=\w+`"#, r#"{name="cassandra"} |~ "error=\\w+""#),
+    (r#"{job="mysql"} |= "error" != "timeout""#, r#"{job="mysql"} |= "error" != "timeout""#),
+    (r#"{job="mysql"} |= "error" | json | line_format "{{.err}}""#, r#"{job="mysql"} |= "error" | json | line_format "{{.err}}""#),
+    (r#"{job="mysql"} | json | line_format "{{.message}}" |= "error""#, r#"{job="mysql"} | json | line_format "{{.message}}" |= "error""#),
+    (r#"{job="example"} | decolorize"#, r#"{job="example"} | decolorize"#),
+    (r#"{a_b_c="d", e="f"}"#, r#"{a_b_c="d", e="f"}"#),
+    (r#"{container="frontend"} | logfmt | line_format "{{.query}} {{.duration}}""#, r#"{container="frontend"} | logfmt | line_format "{{.query}} {{.duration}}""#),
+    (r#"{container="frontend"} | logfmt | line_format "{{.ip}} {{.status}} {{div .duration 1000}}""#, r#"{container="frontend"} | logfmt | line_format "{{.ip}} {{.status}} {{div .duration 1000}}""#),
+    (r#"{container="query-frontend",namespace="loki-dev"}"#, r#"{container="query-frontend", namespace="loki-dev"}"#),
+    (r#"{name =~ "mysql.+"}"#, r#"{name=~"mysql.+"}"#),
+    (r#"{name =~ ".*mysql.*"}"#, r#"{name=~".*mysql.*"}"#),
+    (r#"{job="varlogs"}|json|drop level, method="GET""#, r#"{job="varlogs"} | json | drop level, method="GET""#),
+    (r#"{job="varlogs"}|json|drop __error__"#, r#"{job="varlogs"} | json | drop __error__"#),
+    (r#"{job="varlogs"}|json|drop level, path, app=~"some-api.*""#, r#"{job="varlogs"} | json | drop level, path, app=~"some-api.*""#),
+    (r#"{job="varlogs"}|json|keep level, method="GET""#, r#"{job="varlogs"} | json | keep level, method="GET""#),
+    (r#"{job="varlogs"}|json|keep level, tenant, app=~"some-api.*""#, r#"{job="varlogs"} | json | keep level, tenant, app=~"some-api.*""#),
+    (r#"count_over_time({job="mysql"}[5m])"#, r#"count_over_time({job="mysql"}[5m])"#),
+    (r#"sum by (host) (rate({job="mysql"} |= "error" != "timeout" | json | duration > 10s [1m]))"#, r#"sum by (host) (rate({job="mysql"} |= "error" != "timeout" | json | duration>10s [1m]))"#),
+    ("sum(count_over_time({namespace=\"traefik\"}[5m])) # will return nothing\n      or\n    vector(0) # will return 0", r#"sum(count_over_time({namespace="traefik"}[5m])) or vector(0)"#),
+    ("{job=\"security\"} \n        |~ \"Invalid user.*\"\n        | regexp \"(^(?P<user>\\\\S+ {1,2}){8})\"\n        | regexp \"(^(?P<ip>\\\\S+ {1,2}){10})\"\n        | line_format \"IP = {{.ip}}\\tUSER = {{.user}}\"", r#"{job="security"} |~ "Invalid user.*" | regexp "(^(?P<user>\\S+ {1,2}){8})" | regexp "(^(?P<ip>\\S+ {1,2}){10})" | line_format "IP = {{.ip}}\tUSER = {{.user}}""#),
+    ("{job=\"security\"}\n        != \"grafana_com\"\n        |= \"session opened\"\n        != \"sudo: \"\n        | regexp \"(^(?P<user>\\\\S+ {1,2}){11})\"\n        | line_format \"USER = {{.user}}\"", r#"{job="security"} != "grafana_com" |= "session opened" != "sudo: " | regexp "(^(?P<user>\\S+ {1,2}){11})" | line_format "USER = {{.user}}""#),
+    ("sum by (host) (rate({job=\"mysql\"}\n        |= \"error\" != \"timeout\"\n        | json\n        | duration > 10s [1m]))", r#"sum by (host) (rate({job="mysql"} |= "error" != "timeout" | json | duration>10s [1m]))"#),
+    (r#"{cluster="ops-tools1", namespace="loki-dev", job="loki-dev/query-frontend"} |= "metrics.go" != "out of order" | logfmt | duration > 30s or status_code != "200""#, r#"{cluster="ops-tools1", namespace="loki-dev", job="loki-dev/query-frontend"} |= "metrics.go" != "out of order" | logfmt | duration>30s or status_code!="200""#),
+    (r#"{cluster="ops-tools1", namespace="loki-dev", job="loki-dev/query-frontend"}"#, r#"{cluster="ops-tools1", namespace="loki-dev", job="loki-dev/query-frontend"}"#),
+    (r#"{job="loki-ops/query-frontend"} | logfmt | line_format "{{.msg}}" | regexp "(?P<method>\\w+) (?P<path>[\\w|/]+) \\((?P<status>\\d+?)\\) (?P<duration>.*)""#, r#"{job="loki-ops/query-frontend"} | logfmt | line_format "{{.msg}}" | regexp "(?P<method>\\w+) (?P<path>[\\w|/]+) \\((?P<status>\\d+?)\\) (?P<duration>.*)""#),
+    ("{cluster=\"ops-tools1\", name=\"querier\", namespace=\"loki-dev\"}\n  |= \"metrics.go\" != \"loki-canary\"\n  | logfmt\n  | query != \"\"\n  | label_format query=\"{{ Replace .query \\\"\\\\n\\\" \\\"\\\" -1 }}\"\n  | line_format \"{{ .ts}}\\t{{.duration}}\\ttraceID = {{.traceID}}\\t{{ printf \\\"%-100.100s\\\" .query }} \"", r#"{cluster="ops-tools1", name="querier", namespace="loki-dev"} |= "metrics.go" != "loki-canary" | logfmt | query!="" | label_format query="{{ Replace .query \"\\n\" \"\" -1 }}" | line_format "{{ .ts}}\t{{.duration}}\ttraceID = {{.traceID}}\t{{ printf \"%-100.100s\" .query }} ""#),
+    ("quantile_over_time(0.99,\n      {cluster=\"ops-tools1\",container=\"ingress-nginx\"}\n        | json\n        | __error__ = \"\"\n        | unwrap request_time [1m]) by (path)", r#"quantile_over_time(0.99, {cluster="ops-tools1", container="ingress-nginx"} | json | __error__="" | unwrap request_time [1m]) by (path)"#),
+    ("sum by (org_id) (\n      sum_over_time(\n      {cluster=\"ops-tools1\",container=\"loki-dev\"}\n          |= \"metrics.go\"\n          | logfmt\n          | unwrap bytes_processed [1m])\n      )", r#"sum by (org_id) (sum_over_time({cluster="ops-tools1", container="loki-dev"} |= "metrics.go" | logfmt | unwrap bytes_processed [1m]))"#),
+    (r#"topk(10,sum(rate({region="us-east1"}[5m])) by (name))"#, r#"topk(10, sum by (name) (rate({region="us-east1"}[5m])))"#),
+    (r#"sum(count_over_time({job="mysql"}[5m])) by (level)"#, r#"sum by (level) (count_over_time({job="mysql"}[5m]))"#),
+    (r#"avg(rate(({job="nginx"} |= "GET" | json | path="/home")[10s])) by (region)"#, r#"avg by (region) (rate({job="nginx"} |= "GET" | json | path="/home" [10s]))"#),
+    (r#"1 + 1"#, r#"1 + 1"#),
+    (r#"sum(rate({app="foo"}[1m])) * 2"#, r#"sum(rate({app="foo"}[1m])) * 2"#),
+    (r#"sum(rate({app="foo", level="warn"}[1m])) / sum(rate({app="foo", level="error"}[1m]))"#, r#"sum(rate({app="foo", level="warn"}[1m])) / sum(rate({app="foo", level="error"}[1m]))"#),
+    (r#"rate({app=~"foo|bar"}[1m]) and rate({app="bar"}[1m])"#, r#"rate({app=~"foo|bar"}[1m]) and rate({app="bar"}[1m])"#),
+    (r#"count_over_time({foo="bar"}[1m]) > 10"#, r#"count_over_time({foo="bar"}[1m]) > 10"#),
+    (r#"count_over_time({foo="bar"}[1m]) > bool 10"#, r#"count_over_time({foo="bar"}[1m]) > bool 10"#),
+    (r#"sum without(app) (count_over_time({app="foo"}[1m])) > sum without(app) (count_over_time({app="bar"}[1m]))"#, r#"sum without (app) (count_over_time({app="foo"}[1m])) > sum without (app) (count_over_time({app="bar"}[1m]))"#),
+    (r#"sum without(app) (count_over_time({app="foo"}[1m])) > bool sum without(app) (count_over_time({app="bar"}[1m]))"#, r#"sum without (app) (count_over_time({app="foo"}[1m])) > bool sum without (app) (count_over_time({app="bar"}[1m]))"#),
+    (r#"{service_name=`distributor`} |> `<_> caller=http.go:194 level=debug <_> msg="POST /push.v1.PusherService/Push <_>`"#, r#"{service_name="distributor"} |> "<_> caller=http.go:194 level=debug <_> msg=\"POST /push.v1.PusherService/Push <_>""#),
+    (r#"{service_name=`distributor`} !> `<_> caller=http.go:194 level=debug <_> msg="POST /push.v1.PusherService/Push <_>`"#, r#"{service_name="distributor"} !> "<_> caller=http.go:194 level=debug <_> msg=\"POST /push.v1.PusherService/Push <_>""#),
+    (r#"max by(machine) (count_over_time({app="foo"}[1m])) > bool ignoring(machine) avg(count_over_time({app="foo"}[1m]))"#, r#"max by (machine) (count_over_time({app="foo"}[1m])) > bool ignoring (machine) avg(count_over_time({app="foo"}[1m]))"#),
+    (r#"sum by(machine) (count_over_time({app="foo"}[1m])) / on() sum(count_over_time({app="foo"}[1m]))"#, r#"sum by (machine) (count_over_time({app="foo"}[1m])) / on () sum(count_over_time({app="foo"}[1m]))"#),
+    ("sum by (app, status) (\n  rate(\n    {job=\"http-server\"}\n      | json\n      [5m]\n  )\n)\n/ on (app) group_left\nsum by (app) (\n  rate(\n    {job=\"http-server\"}\n      | json\n      [5m]\n  )\n)", r#"sum by (app, status) (rate({job="http-server"} | json [5m])) / on (app) group_left sum by (app) (rate({job="http-server"} | json [5m]))"#),
+    ("sum by (user, namespace) (\n  rate(\n    {job=\"events\"}\n      | logfmt\n      | discarded=\"true\"\n      [5m]\n  )\n)\n* on (user) group_left(organization)\nmax_over_time(\n  {job=\"cost-calculator\"}\n    | logfmt\n    | unwrap cost\n    [5m]\n) by (user, organization)", r#"sum by (user, namespace) (rate({job="events"} | logfmt | discarded="true" [5m])) * on (user) group_left (organization) max_over_time({job="cost-calculator"} | logfmt | unwrap cost [5m]) by (user, organization)"#),
+    (r#"{app="foo"} # anything that comes after will not be interpreted in your query"#, r#"{app="foo"}"#),
+    ("{app=\"foo\"}\n    | json\n    # this line will be ignored\n    | bar=\"baz\" # this checks if bar = \"baz\"", r#"{app="foo"} | json | bar="baz""#),
+    ("{cluster=\"ops-tools1\",container=\"ingress-nginx\"}\n    | json\n    | __error__ != \"JSONParserErr\"", r#"{cluster="ops-tools1", container="ingress-nginx"} | json | __error__!="JSONParserErr""#),
+    ("quantile_over_time(\n\t0.99,\n\t{container=\"ingress-nginx\",service=\"hosted-grafana\"}\n\t| json\n\t| unwrap response_latency_seconds\n\t| __error__=\"\"[1m]\n\t) by (cluster)", r#"quantile_over_time(0.99, {container="ingress-nginx", service="hosted-grafana"} | json | unwrap response_latency_seconds | __error__="" [1m]) by (cluster)"#),
+    ("label_replace(rate({job=\"api-server\",service=\"a:c\"} |= \"err\" [1m]), \"foo\", \"$1\",\n  \"service\", \"(.*):.*\")", r#"label_replace(rate({job="api-server", service="a:c"} |= "err" [1m]), "foo", "$1", "service", "(.*):.*")"#),
+    (r#"{job="loki/querier"} | label_format nowEpoch=`{{(unixEpoch now)}}`,createDateEpoch=`{{unixEpoch (toDate "2006-01-02" .createDate)}}` | label_format dateTimeDiff=`{{sub .nowEpoch .createDateEpoch}}` | dateTimeDiff > 86400"#, r#"{job="loki/querier"} | label_format nowEpoch="{{(unixEpoch now)}}", createDateEpoch="{{unixEpoch (toDate \"2006-01-02\" .createDate)}}" | label_format dateTimeDiff="{{sub .nowEpoch .createDateEpoch}}" | dateTimeDiff>86400"#),
+    (r#"{job="access_log"} | json | line_format `{{.http_request_headers_x_forwarded_for | default "-"}}`"#, r#"{job="access_log"} | json | line_format "{{.http_request_headers_x_forwarded_for | default \"-\"}}""#),
+    (r#"{job="loki/querier"} |= "finish in prometheus" | logfmt | line_format `{{ range $q := fromJson .queries }} {{ $q.query }} {{ end }}`"#, r#"{job="loki/querier"} |= "finish in prometheus" | logfmt | line_format "{{ range $q := fromJson .queries }} {{ $q.query }} {{ end }}""#),
+    (r#"{job="xyzlog"} | line_format `{{ __line__ | count "XYZ"}}`"#, r#"{job="xyzlog"} | line_format "{{ __line__ | count \"XYZ\"}}""#),
 ];
 
 /// (input, the error's full text)
@@ -971,6 +1100,9 @@ const INVALID: &[(&str, &str)] = &[
     (r#"bottomk(he,count_over_time({ foo = "bar" }[5h]))"#, "parse error at line 1, col 9: syntax error: unexpected IDENTIFIER"),
     (r#"stddev({ foo = "bar" })"#, "parse error at line 1, col 23: syntax error: unexpected )"),
     (r#"{foo="bar}"#, "parse error at line 1, col 6: literal not terminated"),
+    (r#"{foo="a\qb"}"#, "parse error at line 1, col 6: invalid char escape"),
+    ("{foo=\"a\nb\"}", "parse error at line 1, col 6: literal not terminated"),
+    ("{foo=`a", "parse error at line 1, col 6: literal not terminated"),
     (r#"{foo="bar""#, "parse error at line 1, col 11: syntax error: unexpected $end, expecting } or ,"),
     (r#"{foo="bar"} |~"#, "parse error at line 1, col 15: syntax error: unexpected $end, expecting STRING or ip"),
     (r#"{foo="bar"} "foo""#, "parse error at line 1, col 13: syntax error: unexpected STRING"),
@@ -1031,6 +1163,10 @@ const INVALID: &[(&str, &str)] = &[
     (r#"sum(count_over_time({foo="bar"}[5m])) by (foo) or 1"#, "parse error : unexpected literal for right leg of logical/set binary operation (or): 1.000000"),
     (r#"1 unless sum(count_over_time({foo="bar"}[5m])) by (foo)"#, "parse error : unexpected literal for left leg of logical/set binary operation (unless): 1.000000"),
     (r#"{app="foo"} | logfmt | status_code > 0x10"#, "parse error : unable to parse literal as a float: strconv.ParseFloat: parsing \"0x10\": invalid syntax"),
+    (
+        r#"0b01"#,
+        "parse error : unable to parse literal as a float: strconv.ParseFloat: parsing \"0b01\": invalid syntax",
+    ),
     (r#"{app="foo"} |~ ip("1.2.3.4")"#, "parse error : ip: invalid operation"),
     (r#"{app="foo"} |> ip("1.2.3.4")"#, "parse error : ip: invalid operation"),
     (r#"{app="foo"} |= ip("1.2.3")"#, "parse error : ip: invalid pattern: \"1.2.3\""),
@@ -1044,7 +1180,6 @@ const INVALID: &[(&str, &str)] = &[
     (r#"{app="foo"} | pattern "foo <_> bar""#, "parse error : invalid pattern parser: at least one capture is required"),
     (r#"{app="foo"} | json 名前="a""#, "parse error : invalid extracted label name '名前'"),
     (r#"{app=~"("}"#, "parse error : error parsing regexp: unclosed group: `(`"),
-    (r#"{app="foo"} |~ "a[""#, "parse error : error parsing regexp: unclosed character class: `a[`"),
     (r#"label_replace(rate({app="foo"}[1m]), "dst", "$1", "src", "(")"#, "parse error : invalid regex in label_replace: error parsing regexp: unclosed group: `(`"),
     // the selector rule
     (r#"{}"#, "parse error : queries require at least one regexp or equality matcher that does not have an empty-compatible value. For instance, app=~\".*\" does not meet this requirement, but app=~\".+\" will"),
@@ -1094,10 +1229,9 @@ fn log(q: &str) -> LogExpr {
     }
 }
 
-#[test]
-fn canonical_prints() {
+fn check_canonical(table: &[(&str, &str)]) {
     let mut failures = Vec::new();
-    for (q, want) in CANONICAL {
+    for (q, want) in table {
         let got = round_trip(q);
         if got != *want {
             failures.push(format!("{q}\n   want {want}\n   got  {got}"));
@@ -1112,17 +1246,18 @@ fn canonical_prints() {
 }
 
 #[test]
-fn valid_queries_round_trip() {
-    for q in VALID {
-        round_trip(q);
-    }
+fn canonical_prints() {
+    check_canonical(CANONICAL);
 }
 
 #[test]
-fn docs_examples_round_trip() {
-    for q in DOCS {
-        round_trip(q);
-    }
+fn more_canonical_prints() {
+    check_canonical(VALID);
+}
+
+#[test]
+fn docs_examples_canonical_prints() {
+    check_canonical(DOCS);
 }
 
 #[test]
@@ -1475,9 +1610,9 @@ impl Rng {
 fn all_valid() -> Vec<&'static str> {
     CANONICAL
         .iter()
+        .chain(VALID)
+        .chain(DOCS)
         .map(|(q, _)| *q)
-        .chain(VALID.iter().copied())
-        .chain(DOCS.iter().copied())
         .collect()
 }
 
@@ -1627,4 +1762,105 @@ fn deep_nesting_is_an_error_not_a_crash() {
     // Moderate nesting is fine.
     let q = format!("{}1{}", "(".repeat(50), ")".repeat(50));
     assert!(parse_expr(&q).is_ok());
+}
+
+/// Loki's docs: "`and` can be equivalently expressed by a comma or a space.
+/// Loki evaluates `and` before `or`", with these four as equivalent.
+#[test]
+fn docs_label_filter_equivalences() {
+    let pre = r#"{app="foo"} "#;
+    let first = log(&format!(
+        r#"{pre}| duration >= 20ms or size == 20KB and method!~"2..""#
+    ));
+    for q in [
+        r#"| duration >= 20ms or size == 20KB , method!~"2..""#,
+        r#"| duration >= 20ms or size == 20KB  method!~"2..""#,
+    ] {
+        assert_eq!(log(&format!("{pre}{q}")), first, "{q}");
+    }
+    let paren = log(&format!(
+        r#"{pre}| duration >= 20ms or (size == 20KB and method!~"2..")"#
+    ));
+    let Stage::LabelFilter(LabelFilterExpr::Or(a, b)) = &paren.pipeline[0] else {
+        panic!("expected an or: {paren:?}")
+    };
+    let LabelFilterExpr::Paren(inner) = b.as_ref() else {
+        panic!("expected a parenthesised right side")
+    };
+    assert_eq!(
+        first.pipeline[0],
+        Stage::LabelFilter(LabelFilterExpr::Or(a.clone(), inner.clone()))
+    );
+}
+
+/// Mutations of valid queries (a character dropped, doubled or replaced):
+/// none may panic, and whatever still parses must round-trip.
+#[test]
+fn mutations_never_panic_and_round_trip() {
+    const INSERTS: &[&str] = &[
+        "(",
+        ")",
+        " ",
+        "|",
+        ",",
+        "-",
+        "\"",
+        "`",
+        "[",
+        "]",
+        "1",
+        "or ",
+        " and ",
+        "=",
+        "!",
+        "~",
+        ">",
+        "#",
+        "\n",
+        "by (a)",
+        "| json",
+        "[1m]",
+        "offset 1m",
+        "bool ",
+        "on () ",
+    ];
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut parsed = 0;
+    for q in all_valid() {
+        let chars: Vec<char> = q.chars().collect();
+        for _ in 0..30 {
+            let mut c = chars.clone();
+            let at = rng.below(c.len().max(1));
+            let mut s: String;
+            match rng.below(3) {
+                0 if !c.is_empty() => {
+                    c.remove(at);
+                    s = c.iter().collect();
+                }
+                1 if !c.is_empty() => {
+                    let ch = c[at];
+                    c.insert(at, ch);
+                    s = c.iter().collect();
+                }
+                _ => {
+                    s = c[..at].iter().collect();
+                    s.push_str(INSERTS[rng.below(INSERTS.len())]);
+                    s.extend(&c[at..]);
+                }
+            }
+            if let Ok(e) = parse_expr(&s) {
+                parsed += 1;
+                let printed = e.to_string();
+                assert_eq!(
+                    parse_expr(&printed).as_ref(),
+                    Ok(&e),
+                    "mutant {s:?} printed as {printed:?}"
+                );
+            }
+        }
+    }
+    assert!(
+        parsed > 1000,
+        "too few mutants parsed ({parsed}) for the check to mean much"
+    );
 }

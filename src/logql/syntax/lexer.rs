@@ -61,7 +61,7 @@ impl Kind {
             Kind::Range(_) => "RANGE".into(),
             Kind::Flag(_) => "FUNCTION_FLAG".into(),
             Kind::Sym(s) => (*s).into(),
-            Kind::Func(f) => func_token_name(f).into(),
+            Kind::Func(f) => func_token_name(f),
             Kind::Error(_) => "error".into(),
             Kind::Eof => "$end".into(),
         }
@@ -195,7 +195,8 @@ fn lex_one(rest: &str, c: char) -> (Kind, usize) {
             Err(e) if e.contains("unterminated") || e.contains("newline") => {
                 (Kind::Error("literal not terminated".into()), 0)
             }
-            Err(e) => (Kind::Error(format!("invalid syntax: {e}")), 0),
+            // Go's text/scanner reports every bad escape this way.
+            Err(_) => (Kind::Error("invalid char escape".into()), 0),
         },
         '`' => match rest[1..].find('`') {
             Some(end) => (Kind::Str(rest[1..1 + end].to_string()), end + 2),
@@ -211,8 +212,8 @@ fn lex_one(rest: &str, c: char) -> (Kind, usize) {
         '0'..='9' => lex_number(rest),
         '.' if rest[1..].starts_with(|c: char| c.is_ascii_digit()) => lex_number(rest),
         '-' => {
-            if rest.starts_with("--") {
-                let n = rest[2..]
+            if let Some(after) = rest.strip_prefix("--") {
+                let n = after
                     .find(|c: char| !(c.is_alphabetic() || c == '-'))
                     .map_or(rest.len(), |i| i + 2);
                 let flag = &rest[..n];
@@ -262,12 +263,26 @@ fn number(i: &str) -> IResult<&str, &str> {
     let with_int = (digit1, opt((tag("."), opt(digit1))), opt(exponent));
     let exponent2 = (one_of("eE"), opt(one_of("+-")), digit1);
     let frac_only = (tag("."), digit1, opt(exponent2));
+    // Go's other literal forms: hex (with an optional binary exponent),
+    // binary and octal. Only hex floats survive strconv.ParseFloat later.
     let hex = (
         tag("0"),
         one_of("xX"),
-        take_while1(|c: char| c.is_ascii_hexdigit() || c == '_'),
+        take_while1(|c: char| c.is_ascii_hexdigit() || c == '_' || c == '.'),
+        opt((one_of("pP"), opt(one_of("+-")), digit1)),
     );
-    alt((recognize(hex), recognize(with_int), recognize(frac_only))).parse(i)
+    let bin_oct = (
+        tag("0"),
+        one_of("bBoO"),
+        take_while1(|c: char| c.is_ascii_digit() || c == '_'),
+    );
+    alt((
+        recognize(hex),
+        recognize(bin_oct),
+        recognize(with_int),
+        recognize(frac_only),
+    ))
+    .parse(i)
 }
 
 fn lex_word(rest: &str) -> (Kind, usize) {
@@ -500,7 +515,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         _ => return Err(format!("unhandled size name: {unit}")),
     };
     let v = f * mult;
-    if !(v < u64::MAX as f64) {
+    if v.is_nan() || v >= u64::MAX as f64 {
         return Err(format!("too large: {s}"));
     }
     Ok(v as u64)
@@ -535,6 +550,20 @@ mod tests {
             vec![Kind::Duration(5_400_000 * MS), Kind::Eof]
         );
         assert_eq!(kinds("2us"), vec![Kind::Duration(2_000), Kind::Eof]);
+        assert_eq!(kinds("0x1p3")[0], Kind::Number("0x1p3".into()));
+        assert_eq!(kinds("0b01")[0], Kind::Number("0b01".into()));
+        assert_eq!(
+            kinds("34+-123"),
+            vec![
+                Kind::Number("34".into()),
+                Kind::Sym("+"),
+                Kind::Sym("-"),
+                Kind::Number("123".into()),
+                Kind::Eof
+            ]
+        );
+        assert_eq!(kinds("-123ms")[0], Kind::Duration(-123 * MS));
+        assert_eq!(kinds("1h0.0m0s")[0], Kind::Duration(3_600_000 * MS));
     }
 
     #[test]
@@ -561,7 +590,15 @@ mod tests {
         );
         assert_eq!(
             kinds("[1.5m]")[0],
-            Kind::Error("not a valid duration string: \"1.5m\"".into())
+            Kind::Error("unknown unit \".\" in duration \"1.5m\"".into())
+        );
+        assert_eq!(
+            kinds("[m5]")[0],
+            Kind::Error("not a valid duration string: \"m5\"".into())
+        );
+        assert_eq!(
+            kinds("[5s1m]")[0],
+            Kind::Error("not a valid duration string: \"5s1m\"".into())
         );
         assert_eq!(
             kinds("[5m")[0],

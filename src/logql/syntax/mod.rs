@@ -94,3 +94,45 @@ fn check_size(input: &str) -> Result<(), ParseError> {
     }
     Ok(())
 }
+
+impl ast::Matcher {
+    /// The storage layer's compiled matcher for this selector matcher (the
+    /// regex is anchored there). The parser has already checked that the
+    /// regex compiles, so this fails only for hand-built matchers.
+    pub fn to_storage(&self) -> Result<crate::storage::Matcher, regex::Error> {
+        let op = match self.op {
+            ast::MatchOp::Eq => crate::storage::MatchOp::Eq,
+            ast::MatchOp::Neq => crate::storage::MatchOp::Neq,
+            ast::MatchOp::Re => crate::storage::MatchOp::Re,
+            ast::MatchOp::Nre => crate::storage::MatchOp::Nre,
+        };
+        crate::storage::Matcher::new(self.name.clone(), op, self.value.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matcher_converts_to_storage() {
+        let ms = parse_log_selector(r#"{app="foo", env=~"pro.", x!~"a|b"}"#).unwrap();
+        let st: Vec<_> = ms.iter().map(|m| m.to_storage().unwrap()).collect();
+        assert!(st[0].matches("foo") && !st[0].matches("food"));
+        // anchored: "prod" matches, "preprod" does not
+        assert!(st[1].matches("prod") && !st[1].matches("preprod"));
+        assert!(st[2].matches("c") && !st[2].matches("a"));
+    }
+
+    #[test]
+    fn error_display_with_and_without_position() {
+        let e = parse_expr(r#"{app="foo"} foo"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parse error at line 1, col 13: syntax error: unexpected IDENTIFIER"
+        );
+        let e = parse_expr(r#"{app=~".*"}"#).unwrap_err();
+        assert_eq!((e.line, e.col), (0, 0));
+        assert!(e.to_string().starts_with("parse error : queries require"));
+    }
+}

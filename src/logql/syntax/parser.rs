@@ -205,15 +205,12 @@ impl<'a> Parser<'a> {
     fn parse_binary(&mut self, min_prec: u8) -> PResult<Operand> {
         self.enter()?;
         let mut lhs = self.parse_primary()?;
-        loop {
-            let Some((op, prec)) = self.peek_binop() else {
-                break;
-            };
+        while let Some((op, prec)) = self.peek_binop() {
             if prec < min_prec {
                 break;
             }
             self.bump();
-            let modifier = self.parse_bin_modifier(op)?;
+            let modifier = self.parse_bin_modifier()?;
             let next_min = if op == BinOp::Pow { prec } else { prec + 1 };
             let rhs = self.parse_binary(next_min)?;
             lhs = Operand::Metric(make_binary(op, modifier, lhs, rhs)?);
@@ -246,11 +243,10 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn parse_bin_modifier(&mut self, op: BinOp) -> PResult<BinModifier> {
+    fn parse_bin_modifier(&mut self) -> PResult<BinModifier> {
         let mut m = BinModifier::default();
         // Loki accepts `bool` after any operator; it only matters for
         // comparisons.
-        let _ = op;
         if self.eat_sym("bool") {
             m.return_bool = true;
         }
@@ -771,15 +767,9 @@ impl<'a> Parser<'a> {
 
     fn parse_line_filter_value(&mut self, op: LineFilterOp) -> PResult<LineFilterValue> {
         match self.peek() {
-            Kind::Str(_) => {
-                let s = self.expect_str()?;
-                if matches!(op, LineFilterOp::Regex | LineFilterOp::NotRegex) {
-                    if let Err(e) = regex::Regex::new(&s) {
-                        return Err(plain(regex_msg(&s, &e)));
-                    }
-                }
-                Ok(LineFilterValue::Str(s))
-            }
+            // Like Loki, line-filter regexes are compiled (and rejected) when
+            // the pipeline is built, not here.
+            Kind::Str(_) => Ok(LineFilterValue::Str(self.expect_str()?)),
             Kind::Func("ip") => {
                 self.bump();
                 self.expect_sym("(", &["("])?;
@@ -1263,15 +1253,37 @@ fn validate_range_agg(
 
 /// Go's `strconv.ParseFloat` for the decimal forms the lexer produces.
 fn parse_float(text: &str) -> Result<f64, String> {
-    let v: f64 = text
-        .parse()
-        .map_err(|_| format!("strconv.ParseFloat: parsing {text:?}: invalid syntax"))?;
+    let invalid = || format!("strconv.ParseFloat: parsing {text:?}: invalid syntax");
+    let v: f64 = match text.get(..2) {
+        Some("0x" | "0X") => parse_hex_float(&text[2..]).ok_or_else(invalid)?,
+        _ => text.parse().map_err(|_| invalid())?,
+    };
     if v.is_infinite() {
         return Err(format!(
             "strconv.ParseFloat: parsing {text:?}: value out of range"
         ));
     }
     Ok(v)
+}
+
+/// Go's hex floats, which need a binary exponent: `1p3`, `1.8p1`, `Ap-2`.
+fn parse_hex_float(s: &str) -> Option<f64> {
+    let (mant, exp) = s.split_once(['p', 'P'])?;
+    let exp: i32 = exp.parse().ok()?;
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let mut v = 0f64;
+    for c in int.chars().filter(|c| *c != '_') {
+        v = v * 16.0 + f64::from(c.to_digit(16)?);
+    }
+    let mut scale = 1.0 / 16.0;
+    for c in frac.chars() {
+        v += f64::from(c.to_digit(16)?) * scale;
+        scale /= 16.0;
+    }
+    Some(v * 2f64.powi(exp))
 }
 
 pub(crate) fn compile_anchored(re: &str) -> Result<regex::Regex, regex::Error> {
@@ -1340,13 +1352,13 @@ pub(crate) fn validate_pattern(p: &str) -> Result<(), String> {
     let mut i = 0usize;
     while i < rest.len() {
         let tail = &rest[i..];
-        if tail.starts_with('<') {
-            let name_len = tail[1..]
+        if let Some(after_lt) = tail.strip_prefix('<') {
+            let name_len = after_lt
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(tail.len() - 1);
-            let name = &tail[1..1 + name_len];
+                .unwrap_or(after_lt.len());
+            let name = &after_lt[..name_len];
             let is_name = !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit());
-            if is_name && tail[1 + name_len..].starts_with('>') {
+            if is_name && after_lt[name_len..].starts_with('>') {
                 if lit_start < i {
                     nodes.push((false, &rest[lit_start..i]));
                 }

@@ -578,7 +578,7 @@ pub fn write_duration(f: &mut impl Write, ns: i64) -> fmt::Result {
     }
     let abs = ns.unsigned_abs();
     const MS: u64 = 1_000_000;
-    let units: &[(&str, u64)] = if abs % MS == 0 {
+    let units: &[(&str, u64)] = if abs.is_multiple_of(MS) {
         &[
             ("y", 365 * 24 * 3600 * 1000 * MS),
             ("w", 7 * 24 * 3600 * 1000 * MS),
@@ -626,7 +626,7 @@ pub fn write_bytes(f: &mut impl Write, b: u64) -> fmt::Result {
     let mut best: (u64, &str) = (b, "B");
     if b != 0 {
         for (name, size) in UNITS {
-            if b % size == 0 && b / size < best.0 {
+            if b.is_multiple_of(size) && b / size < best.0 {
                 best = (b / size, name);
             }
         }
