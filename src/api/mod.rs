@@ -196,13 +196,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         // One byte over the push limit, so that ingestion answers with
         // Loki's own 413 text.
-        .layer(DefaultBodyLimit::max(state.config.ingest.max_recv_msg_size.saturating_add(1)))
+        .layer(DefaultBodyLimit::max(
+            state.config.ingest.max_recv_msg_size.saturating_add(1),
+        ))
         .with_state(state)
 }
 
 /// Builds the state: opens storage (replaying the WAL) and the engines.
 pub fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
-    config.otlp.validate().map_err(|e| anyhow::anyhow!("invalid [otlp] config: {e}"))?;
+    config
+        .otlp
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid [otlp] config: {e}"))?;
     let store = Store::open(config.storage.clone())?;
     let ingester = Ingester::new(
         store.clone(),
