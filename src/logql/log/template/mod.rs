@@ -20,6 +20,7 @@ mod parse;
 mod printf;
 mod timefmt;
 mod value;
+mod zone;
 
 use std::sync::Arc;
 

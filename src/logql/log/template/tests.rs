@@ -903,3 +903,34 @@ fn templates_are_shareable_and_cache_dynamic_regexes() {
     assert_eq!(out, "b-b|a-c|x-|");
     assert_eq!(t.regexes.len(), 2);
 }
+
+#[test]
+fn to_date_in_zone_uses_the_zone_database() {
+    // Unknown zones fall back to UTC, as in Loki.
+    assert_eq!(
+        r(r#"{{ toDateInZone "2006-01-02 15:04" "Nowhere/Zone" "2021-07-15 14:00" | unixEpoch }}"#),
+        "1626357600"
+    );
+    // An explicit offset in the input wins over the zone.
+    assert_eq!(
+        r(
+            r#"{{ toDateInZone "2006-01-02 15:04 -0700" "UTC" "2021-07-15 14:00 +0200" | unixEpoch }}"#
+        ),
+        "1626350400"
+    );
+    if zone::lookup("Europe/Paris").is_some() {
+        // 14:00 CEST (+02:00) is 12:00 UTC; 14:00 CET (+01:00) is 13:00 UTC.
+        assert_eq!(
+            r(
+                r#"{{ toDateInZone "2006-01-02 15:04" "Europe/Paris" "2021-07-15 14:00" | unixEpoch }}"#
+            ),
+            "1626350400"
+        );
+        assert_eq!(
+            r(
+                r#"{{ toDateInZone "2006-01-02 15:04" "Europe/Paris" "2021-01-15 14:00" | unixEpoch }}"#
+            ),
+            "1610715600"
+        );
+    }
+}

@@ -359,8 +359,8 @@ fn take_name<'s>(s: &'s str, names: &[&str], len: Option<usize>) -> Option<(usiz
 }
 
 /// Parses `value` with a Go layout; times without an offset are in
-/// `default_offset`. Returns `None` where Go returns an error.
-pub fn parse_layout(layout: &str, value: &str, default_offset: i32) -> Option<Time> {
+/// `zone` (UTC when `None`). Returns `None` where Go returns an error.
+pub fn parse_layout(layout: &str, value: &str, zone: Option<&super::zone::Zone>) -> Option<Time> {
     let (mut year, mut month, mut day, mut yday) = (1i64, 1i64, 1i64, -1i64);
     let (mut hour, mut min, mut sec, mut nanos) = (0i64, 0i64, 0i64, 0i64);
     let mut pm: Option<bool> = None;
@@ -500,8 +500,13 @@ pub fn parse_layout(layout: &str, value: &str, default_offset: i32) -> Option<Ti
         NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?
     };
     let dt = date.and_hms_opt(hour as u32, min as u32, sec as u32)?;
-    let off = offset.unwrap_or(default_offset);
-    let secs = dt.and_utc().timestamp() - off as i64;
+    let local = dt.and_utc().timestamp();
+    let off = match (offset, zone) {
+        (Some(o), _) => o,
+        (None, Some(z)) => z.offset_for_local(local),
+        (None, None) => 0,
+    };
+    let secs = local - off as i64;
     Some(Time {
         secs,
         nanos: nanos as u32,
@@ -664,23 +669,23 @@ mod tests {
 
     #[test]
     fn parses_reference_layouts() {
-        let t = parse_layout("2006-01-02", "2021-11-02", 0).unwrap();
+        let t = parse_layout("2006-01-02", "2021-11-02", None).unwrap();
         assert_eq!(t.secs, 1_635_811_200);
         let t = parse_layout(
             "2006-01-02T15:04:05.999999999Z07:00",
             "2021-11-02T13:04:05.25+01:00",
-            0,
+            None,
         )
         .unwrap();
         assert_eq!(
             (t.secs, t.nanos, t.offset),
             (1_635_854_645, 250_000_000, 3600)
         );
-        let t = parse_layout("2006-01-02 15:04:05", "2021-11-02 13:04:05.123", 0).unwrap();
+        let t = parse_layout("2006-01-02 15:04:05", "2021-11-02 13:04:05.123", None).unwrap();
         assert_eq!(t.nanos, 123_000_000);
-        assert!(parse_layout("2006-01-02", "2021-13-02", 0).is_none());
-        assert!(parse_layout("2006-01-02", "2021-11-02x", 0).is_none());
-        let t = parse_layout("02 Jan 06 3:04 PM", "05 Feb 21 1:30 PM", 0).unwrap();
+        assert!(parse_layout("2006-01-02", "2021-13-02", None).is_none());
+        assert!(parse_layout("2006-01-02", "2021-11-02x", None).is_none());
+        let t = parse_layout("02 Jan 06 3:04 PM", "05 Feb 21 1:30 PM", None).unwrap();
         assert_eq!(t.secs, 1_612_531_800);
     }
 
