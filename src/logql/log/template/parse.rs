@@ -11,7 +11,7 @@ use super::funcs::Func;
 use super::printf::write_quoted;
 
 /// Nesting deeper than this (parentheses, blocks) is refused.
-const MAX_PARSE_DEPTH: usize = 100;
+const MAX_PARSE_DEPTH: usize = 50;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {

@@ -934,3 +934,28 @@ fn to_date_in_zone_uses_the_zone_database() {
         );
     }
 }
+
+#[test]
+fn deepest_allowed_nesting_fits_a_small_stack() {
+    // 25 nested ifs around 24 nested parentheses (the parse limit), called recursively until
+    // the depth limit: must fail cleanly on a 2 MiB stack, even unoptimised.
+    let ifs = 25;
+    let body = format!(
+        "{}{{{{ {}1{} }}}}{}{{{{ template \"r\" . }}}}",
+        "{{ if true }}".repeat(ifs),
+        "(print ".repeat(24),
+        ")".repeat(24),
+        "{{ end }}".repeat(ifs)
+    );
+    let src = format!("{{{{ define \"r\" }}}}{body}{{{{ end }}}}{{{{ template \"r\" . }}}}");
+    let t = Template::parse(&src).unwrap();
+    let h = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let mut out = String::new();
+            t.execute(&entry(&[]), &mut out).map_err(|e| e.0)
+        })
+        .unwrap();
+    let e = h.join().unwrap().unwrap_err();
+    assert!(e.contains("maximum template depth"), "{e}");
+}
