@@ -566,8 +566,9 @@ fn describe(t: &Tok) -> String {
         Tok::Text(s) => s.clone(),
         Tok::LeftDelim => "{{".into(),
         Tok::RightDelim => "}}".into(),
-        Tok::Space => "space".into(),
-        Tok::Ident(s) | Tok::Field(s) | Tok::Variable(s) | Tok::Number(s) => s.clone(),
+        Tok::Space => " ".into(),
+        Tok::Field(s) => format!(".{s}"),
+        Tok::Ident(s) | Tok::Variable(s) | Tok::Number(s) => s.clone(),
         Tok::Keyword(k) => format!("<{k}>"),
         Tok::Str(s) => {
             let mut q = String::new();
@@ -639,13 +640,22 @@ impl<'s> Parser<'s> {
         if let Tok::Error(e) = t {
             return e.clone();
         }
+        // Go's item.String(): keywords as <if>, EOF bare, everything else
+        // quoted, long values cut to 10 characters.
         let d = match t {
-            Tok::Char(_) | Tok::Ident(_) | Tok::Number(_) | Tok::Field(_) | Tok::Variable(_) => {
+            Tok::Eof | Tok::Keyword(_) => describe(t),
+            _ => {
+                let raw = describe(t);
                 let mut q = String::new();
-                write_quoted(&describe(t), &mut q);
+                if raw.chars().count() > 10 {
+                    let cut: String = raw.chars().take(10).collect();
+                    write_quoted(&cut, &mut q);
+                    q.push_str("...");
+                } else {
+                    write_quoted(&raw, &mut q);
+                }
                 q
             }
-            _ => describe(t),
         };
         self.err(pos, format!("unexpected {d} in {context}"))
     }
