@@ -210,7 +210,6 @@ impl<'s> Lexer<'s> {
         let start = self.pos;
         // Comments.
         let r = &self.src[self.pos..];
-        let r_trim = r.trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8));
         if r.starts_with("/*") {
             let Some(end) = r.find("*/") else {
                 return Err(self.err(start, "unclosed comment"));
@@ -224,16 +223,14 @@ impl<'s> Lexer<'s> {
                 None => Err(self.err(start, "comment ends before closing delimiter")),
             };
         }
-        let _ = r_trim;
         self.toks.push((Tok::LeftDelim, start));
         let mut paren_depth: usize = 0;
         loop {
             if let Some((n, trim)) = self.right_delim() {
-                if paren_depth == 0 || n == 2 {
-                    self.toks.push((Tok::RightDelim, self.pos));
-                    self.pos += n;
-                    return Ok(trim);
-                }
+                // An open parenthesis is reported by the parser.
+                self.toks.push((Tok::RightDelim, self.pos));
+                self.pos += n;
+                return Ok(trim);
             }
             let p = self.pos;
             let rest = &self.src[p..];
@@ -785,9 +782,8 @@ impl<'s> Parser<'s> {
                     pipe: Some(pipe),
                 }))
             }
-            Tok::Keyword(k) => {
+            Tok::Keyword(_) => {
                 let (t, p) = self.next_non_space();
-                let _ = k;
                 Err(self.unexpected(&t, p, "command"))
             }
             _ => {

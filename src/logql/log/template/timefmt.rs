@@ -166,7 +166,6 @@ const LONG_DAYS: [&str; 7] = [
 /// Splits off the next layout element; returns (chunk, rest).
 fn next_chunk(l: &str) -> (Chunk<'_>, &str) {
     let b = l.as_bytes();
-    let starts = |p: &str| l.starts_with(p);
     for i in 0..b.len() {
         if !l.is_char_boundary(i) {
             continue;
@@ -238,7 +237,6 @@ fn next_chunk(l: &str) -> (Chunk<'_>, &str) {
             return (c, &l[n..]);
         }
     }
-    let _ = starts;
     (Chunk::Lit(l), "")
 }
 
