@@ -466,6 +466,14 @@ fn range_over_json_and_labels() {
         "a=1,b=2,"
     );
     assert_eq!(run("{{.}}", &[("b", "2"), ("a", "1")]), "map[a:1 b:2]");
+    let dashed = [("foo-bar", "x"), ("a", "1")];
+    assert_eq!(
+        run(
+            r#"{{ index . "foo-bar" }}{{ index $ "nope" }} {{ len . }}"#,
+            &dashed
+        ),
+        "x 2"
+    );
     assert_eq!(
         r(r#"{{ range fromJson "[]" }}x{{ else }}empty{{ end }}"#),
         "empty"
