@@ -560,7 +560,11 @@ fn time_method<'a>(t: &Time, name: &str, args: &[Value<'a>]) -> Result<Value<'a>
         "Second" => Value::Int(civil("5")),
         "YearDay" => Value::Int(civil("002")),
         "Nanosecond" => Value::Int(t.nanos as i64),
-        "UTC" | "Local" => Value::Time(Time { offset: 0, ..*t }),
+        "UTC" | "Local" => Value::Time(Time {
+            offset: 0,
+            abbr: Default::default(),
+            ..*t
+        }),
         "String" => {
             let mut s = String::new();
             t.write_string(&mut s);

@@ -1042,6 +1042,7 @@ pub fn call<'a>(
             };
             // sprig formats in the local zone; miniloki's is UTC.
             t.offset = 0;
+            t.abbr = timefmt::Abbr::default();
             let mut o = String::new();
             format_layout(&t, layout, &mut o);
             string(o)

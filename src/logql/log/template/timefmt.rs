@@ -15,6 +15,31 @@ pub struct Time {
     pub secs: i64,
     pub nanos: u32,
     pub offset: i32,
+    /// The zone abbreviation (`CEST`) when the time came from a named zone.
+    pub abbr: Abbr,
+}
+
+/// A short zone abbreviation stored inline (TZif abbreviations are at
+/// most 6 characters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Abbr {
+    len: u8,
+    bytes: [u8; 7],
+}
+
+impl Abbr {
+    pub fn new(s: &str) -> Abbr {
+        let mut a = Abbr::default();
+        if s.len() <= 7 && s.is_ascii() {
+            a.bytes[..s.len()].copy_from_slice(s.as_bytes());
+            a.len = s.len() as u8;
+        }
+        a
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
 }
 
 impl Time {
@@ -23,6 +48,7 @@ impl Time {
             secs: ZERO_TIME_UNIX,
             nanos: 0,
             offset: 0,
+            abbr: Abbr::default(),
         }
     }
 
@@ -31,6 +57,7 @@ impl Time {
             secs: ns.div_euclid(1_000_000_000),
             nanos: ns.rem_euclid(1_000_000_000) as u32,
             offset: 0,
+            abbr: Abbr::default(),
         }
     }
 
@@ -39,6 +66,7 @@ impl Time {
             secs,
             nanos: 0,
             offset: 0,
+            abbr: Abbr::default(),
         }
     }
 
@@ -50,6 +78,7 @@ impl Time {
             secs: d.as_secs() as i64,
             nanos: d.subsec_nanos(),
             offset: 0,
+            abbr: Abbr::default(),
         }
     }
 
@@ -73,7 +102,9 @@ impl Time {
     }
 
     fn zone_name(&self, out: &mut String) {
-        if self.offset == 0 {
+        if self.abbr.len > 0 {
+            out.push_str(self.abbr.as_str());
+        } else if self.offset == 0 {
             out.push_str("UTC");
         } else {
             write_offset(self.offset, false, false, out);
@@ -499,16 +530,22 @@ pub fn parse_layout(layout: &str, value: &str, zone: Option<&super::zone::Zone>)
     };
     let dt = date.and_hms_opt(hour as u32, min as u32, sec as u32)?;
     let local = dt.and_utc().timestamp();
-    let off = match (offset, zone) {
-        (Some(o), _) => o,
+    let (off, abbr) = match (offset, zone) {
+        // Go keeps the zone's name when an explicit offset agrees with it.
+        (Some(o), Some(z)) => match z.offset_at(local - o as i64) {
+            (zo, a) if zo == o => (o, a),
+            _ => (o, Abbr::default()),
+        },
+        (Some(o), None) => (o, Abbr::default()),
         (None, Some(z)) => z.offset_for_local(local),
-        (None, None) => 0,
+        (None, None) => (0, Abbr::default()),
     };
     let secs = local - off as i64;
     Some(Time {
         secs,
         nanos: nanos as u32,
         offset: off,
+        abbr,
     })
 }
 
@@ -648,6 +685,7 @@ mod tests {
             secs: 1_635_858_245,
             nanos: 500_000_000,
             offset: 0,
+            abbr: Abbr::default(),
         };
         assert_eq!(fmt(&t, "2006-01-02"), "2021-11-02");
         assert_eq!(

@@ -7,6 +7,8 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
+use super::timefmt::Abbr;
+
 /// Where zoneinfo files live (Go also honours `$ZONEINFO`).
 const ZONEINFO_DIRS: [&str; 3] = [
     "/usr/share/zoneinfo",
@@ -21,35 +23,38 @@ const MAX_CACHED: usize = 256;
 /// A zone's UTC offsets over time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Zone {
-    /// (transition time in Unix seconds, offset in effect from then), sorted.
-    transitions: Vec<(i64, i32)>,
-    /// The offset before the first transition.
-    initial: i32,
+    /// (transition time in Unix seconds, offset and abbreviation in effect
+    /// from then), sorted.
+    transitions: Vec<(i64, i32, Abbr)>,
+    /// The offset and abbreviation before the first transition.
+    initial: (i32, Abbr),
 }
 
 impl Zone {
-    pub fn fixed(offset: i32) -> Zone {
+    pub fn utc() -> Zone {
         Zone {
             transitions: Vec::new(),
-            initial: offset,
+            initial: (0, Abbr::new("UTC")),
         }
     }
 
-    /// The offset in effect at a UTC instant.
-    pub fn offset_at(&self, unix: i64) -> i32 {
-        match self.transitions.partition_point(|(t, _)| *t <= unix) {
+    /// The offset and abbreviation in effect at a UTC instant.
+    pub fn offset_at(&self, unix: i64) -> (i32, Abbr) {
+        match self.transitions.partition_point(|(t, _, _)| *t <= unix) {
             0 => self.initial,
-            i => self.transitions[i - 1].1,
+            i => {
+                let (_, o, a) = self.transitions[i - 1];
+                (o, a)
+            }
         }
     }
 
     /// The offset for a wall-clock time given as if it were UTC, resolved
     /// like Go's `time.Date`.
-    pub fn offset_for_local(&self, local: i64) -> i32 {
+    pub fn offset_for_local(&self, local: i64) -> (i32, Abbr) {
         let first = self.offset_at(local);
-        let utc = local - first as i64;
-        let second = self.offset_at(utc);
-        if second == first {
+        let second = self.offset_at(local - first.0 as i64);
+        if second.0 == first.0 {
             first
         } else {
             second
@@ -91,12 +96,19 @@ pub fn parse_tzif(b: &[u8]) -> Option<Zone> {
     let times_at = h + 44;
     let idx_at = times_at + timecnt * time_size;
     let types_at = idx_at + timecnt;
+    let chars_at = types_at + 6 * typecnt;
     let mut types = Vec::with_capacity(typecnt);
     for i in 0..typecnt {
         let at = types_at + 6 * i;
         let off = be32(b, at)? as i32;
         let isdst = *b.get(at + 4)? != 0;
-        types.push((off, isdst));
+        let idx = *b.get(at + 5)? as usize;
+        let name = b.get(chars_at + idx..).unwrap_or(&[]);
+        let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+        let abbr = std::str::from_utf8(&name[..end])
+            .map(Abbr::new)
+            .unwrap_or_default();
+        types.push((off, isdst, abbr));
     }
     let mut transitions = Vec::with_capacity(timecnt);
     for i in 0..timecnt {
@@ -107,10 +119,12 @@ pub fn parse_tzif(b: &[u8]) -> Option<Zone> {
             be32(b, at)? as i32 as i64
         };
         let ty = *b.get(idx_at + i)? as usize;
-        transitions.push((t, types.get(ty)?.0));
+        let (off, _, abbr) = *types.get(ty)?;
+        transitions.push((t, off, abbr));
     }
     // Go: before the first transition, the first standard-time type.
-    let initial = types.iter().find(|(_, dst)| !dst).unwrap_or(&types[0]).0;
+    let first = types.iter().find(|(_, dst, _)| !dst).unwrap_or(&types[0]);
+    let initial = (first.0, first.2);
     Some(Zone {
         transitions,
         initial,
@@ -152,7 +166,7 @@ fn load(zone: &str) -> Option<Zone> {
 /// when unknown (callers fall back to UTC).
 pub fn lookup(zone: &str) -> Option<Arc<Zone>> {
     if matches!(zone, "" | "UTC" | "Local") {
-        return Some(Arc::new(Zone::fixed(0)));
+        return Some(Arc::new(Zone::utc()));
     }
     static CACHE: OnceLock<Mutex<HashMap<String, Option<Arc<Zone>>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
@@ -193,10 +207,10 @@ mod tests {
     #[test]
     fn parses_tzif_and_resolves_offsets() {
         let z = parse_tzif(&tzif()).unwrap();
-        assert_eq!(z.offset_at(999), 3600);
-        assert_eq!(z.offset_at(1000), 7200);
+        assert_eq!(z.offset_at(999), (3600, Abbr::new("CET")));
+        assert_eq!(z.offset_at(1000), (7200, Abbr::new("CEST")));
         // Wall clock 10000 is after the transition in either reading.
-        assert_eq!(z.offset_for_local(10_000), 7200);
+        assert_eq!(z.offset_for_local(10_000).0, 7200);
         assert!(parse_tzif(b"TZif").is_none());
         assert!(parse_tzif(b"nope").is_none());
         assert!(parse_tzif(&tzif()[..50]).is_none());
@@ -216,8 +230,8 @@ mod tests {
         // Only meaningful where the zoneinfo database exists.
         if let Some(z) = lookup("Europe/Paris") {
             // 2021-01-15T12:00:00Z: CET (+1); 2021-07-15T12:00:00Z: CEST (+2).
-            assert_eq!(z.offset_at(1_610_712_000), 3600);
-            assert_eq!(z.offset_at(1_626_350_400), 7200);
+            assert_eq!(z.offset_at(1_610_712_000), (3600, Abbr::new("CET")));
+            assert_eq!(z.offset_at(1_626_350_400), (7200, Abbr::new("CEST")));
         }
         assert!(lookup("No/Such_Zone").is_none());
     }
