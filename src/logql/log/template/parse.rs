@@ -511,6 +511,13 @@ pub fn parse_number(text: &str) -> Option<Number> {
     } else {
         None
     };
+    if neg && lower == "9223372036854775808" {
+        return Some(Number {
+            int: Some(i64::MIN),
+            float: i64::MIN as f64,
+            is_float: false,
+        });
+    }
     let is_hex = lower.starts_with("0x");
     let is_float_text = !is_hex && lower.contains(['.', 'e']);
     let float = if let Some(i) = int {
