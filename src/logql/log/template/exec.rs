@@ -105,10 +105,22 @@ impl<'a, 'o> Exec<'a, 'o> {
         Ok(())
     }
 
+    /// Runs a list of nodes. Every nested list (block bodies and
+    /// `{{template}}` calls) counts against [`MAX_DEPTH`], which bounds the
+    /// native stack used by hostile templates.
     fn walk(&mut self, dot: &Value<'a>, nodes: &'a [Node]) -> Res<Flow> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.err(
+                0,
+                "template",
+                format!("exceeded maximum template depth ({MAX_DEPTH})"),
+            ));
+        }
         let mark = self.vars.len();
         let r = self.walk_inner(dot, nodes);
         self.vars.truncate(mark);
+        self.depth -= 1;
         r
     }
 
@@ -172,20 +184,11 @@ impl<'a, 'o> Exec<'a, 'o> {
                         Some(p) => self.eval_pipe(dot, p)?,
                         None => Value::Nil,
                     };
-                    self.depth += 1;
-                    if self.depth > MAX_DEPTH {
-                        return Err(self.err(
-                            *pos,
-                            &format!("{{{{template \"{name}\"}}}}"),
-                            format!("exceeded maximum template depth ({MAX_DEPTH})"),
-                        ));
-                    }
                     let saved_vars = std::mem::take(&mut self.vars);
                     let saved_root = std::mem::replace(&mut self.root, arg.clone());
                     let r = self.walk(&arg, body);
                     self.vars = saved_vars;
                     self.root = saved_root;
-                    self.depth -= 1;
                     r?;
                 }
             }
@@ -557,7 +560,11 @@ fn time_method<'a>(t: &Time, name: &str, args: &[Value<'a>]) -> Result<Value<'a>
         "Second" => Value::Int(civil("5")),
         "YearDay" => Value::Int(civil("002")),
         "Nanosecond" => Value::Int(t.nanos as i64),
-        "UTC" | "Local" => Value::Time(Time { offset: 0, ..*t }),
+        "UTC" | "Local" => Value::Time(Time {
+            offset: 0,
+            abbr: Default::default(),
+            ..*t
+        }),
         "String" => {
             let mut s = String::new();
             t.write_string(&mut s);

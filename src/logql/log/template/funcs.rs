@@ -647,24 +647,6 @@ fn unix_to_time(epoch: &str) -> Result<Time, String> {
     })
 }
 
-/// The UTC offset of a zone name; unknown zones fall back to UTC as in Loki.
-fn zone_offset(zone: &str) -> i32 {
-    match zone {
-        "" | "UTC" | "Local" | "GMT" | "Etc/UTC" | "Etc/GMT" => 0,
-        z => {
-            // POSIX-style Etc/GMT±N has the inverted sign.
-            if let Some(n) = z.strip_prefix("Etc/GMT") {
-                if let Ok(h) = n.parse::<i32>() {
-                    if (-14..=12).contains(&h) {
-                        return -h * 3600;
-                    }
-                }
-            }
-            0
-        }
-    }
-}
-
 /// A regex compiled at parse time (borrowed) or taken from the cache.
 enum Re<'r> {
     Pre(&'r regex::Regex),
@@ -919,13 +901,14 @@ pub fn call<'a>(
         UnixEpochNanos => Ok(Value::string(time(a(0))?.unix_nanos().to_string())),
         UnixEpoch => Ok(Value::string(time(a(0))?.secs.to_string())),
         ToDateInZone => {
-            let off = zone_offset(s(a(1))?);
+            // Unknown zones fall back to UTC, as in Loki.
+            let zone = super::zone::lookup(s(a(1))?);
             Ok(Value::Time(
-                parse_layout(s(a(0))?, s(a(2))?, off).unwrap_or_else(Time::zero),
+                parse_layout(s(a(0))?, s(a(2))?, zone.as_deref()).unwrap_or_else(Time::zero),
             ))
         }
         ToDate => Ok(Value::Time(
-            parse_layout(s(a(0))?, s(a(1))?, 0).unwrap_or_else(Time::zero),
+            parse_layout(s(a(0))?, s(a(1))?, None).unwrap_or_else(Time::zero),
         )),
         UnixToTime => Ok(Value::Time(
             unix_to_time(s(a(0))?).map_err(|e| format!("error calling unixToTime: {e}"))?,
@@ -1059,6 +1042,7 @@ pub fn call<'a>(
             };
             // sprig formats in the local zone; miniloki's is UTC.
             t.offset = 0;
+            t.abbr = timefmt::Abbr::default();
             let mut o = String::new();
             format_layout(&t, layout, &mut o);
             string(o)

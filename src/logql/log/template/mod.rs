@@ -20,6 +20,7 @@ mod parse;
 mod printf;
 mod timefmt;
 mod value;
+mod zone;
 
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ use std::sync::Arc;
 pub const MAX_OUTPUT: usize = 1 << 20;
 /// Maximum evaluation steps (actions, function calls, range iterations).
 pub const MAX_STEPS: usize = 100_000;
-/// Maximum `{{template}}` nesting.
+/// Maximum nesting of blocks and `{{template}}` calls during execution.
 pub const MAX_DEPTH: usize = 100;
 
 /// Error parsing or executing a template. Parse errors become `400`s;

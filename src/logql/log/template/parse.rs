@@ -11,7 +11,7 @@ use super::funcs::Func;
 use super::printf::write_quoted;
 
 /// Nesting deeper than this (parentheses, blocks) is refused.
-const MAX_PARSE_DEPTH: usize = 100;
+const MAX_PARSE_DEPTH: usize = 50;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
@@ -210,7 +210,6 @@ impl<'s> Lexer<'s> {
         let start = self.pos;
         // Comments.
         let r = &self.src[self.pos..];
-        let r_trim = r.trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8));
         if r.starts_with("/*") {
             let Some(end) = r.find("*/") else {
                 return Err(self.err(start, "unclosed comment"));
@@ -224,16 +223,14 @@ impl<'s> Lexer<'s> {
                 None => Err(self.err(start, "comment ends before closing delimiter")),
             };
         }
-        let _ = r_trim;
         self.toks.push((Tok::LeftDelim, start));
         let mut paren_depth: usize = 0;
         loop {
             if let Some((n, trim)) = self.right_delim() {
-                if paren_depth == 0 || n == 2 {
-                    self.toks.push((Tok::RightDelim, self.pos));
-                    self.pos += n;
-                    return Ok(trim);
-                }
+                // An open parenthesis is reported by the parser.
+                self.toks.push((Tok::RightDelim, self.pos));
+                self.pos += n;
+                return Ok(trim);
             }
             let p = self.pos;
             let rest = &self.src[p..];
@@ -514,6 +511,13 @@ pub fn parse_number(text: &str) -> Option<Number> {
     } else {
         None
     };
+    if neg && lower == "9223372036854775808" {
+        return Some(Number {
+            int: Some(i64::MIN),
+            float: i64::MIN as f64,
+            is_float: false,
+        });
+    }
     let is_hex = lower.starts_with("0x");
     let is_float_text = !is_hex && lower.contains(['.', 'e']);
     let float = if let Some(i) = int {
@@ -566,8 +570,9 @@ fn describe(t: &Tok) -> String {
         Tok::Text(s) => s.clone(),
         Tok::LeftDelim => "{{".into(),
         Tok::RightDelim => "}}".into(),
-        Tok::Space => "space".into(),
-        Tok::Ident(s) | Tok::Field(s) | Tok::Variable(s) | Tok::Number(s) => s.clone(),
+        Tok::Space => " ".into(),
+        Tok::Field(s) => format!(".{s}"),
+        Tok::Ident(s) | Tok::Variable(s) | Tok::Number(s) => s.clone(),
         Tok::Keyword(k) => format!("<{k}>"),
         Tok::Str(s) => {
             let mut q = String::new();
@@ -639,13 +644,22 @@ impl<'s> Parser<'s> {
         if let Tok::Error(e) = t {
             return e.clone();
         }
+        // Go's item.String(): keywords as <if>, EOF bare, everything else
+        // quoted, long values cut to 10 characters.
         let d = match t {
-            Tok::Char(_) | Tok::Ident(_) | Tok::Number(_) | Tok::Field(_) | Tok::Variable(_) => {
+            Tok::Eof | Tok::Keyword(_) => describe(t),
+            _ => {
+                let raw = describe(t);
                 let mut q = String::new();
-                write_quoted(&describe(t), &mut q);
+                if raw.chars().count() > 10 {
+                    let cut: String = raw.chars().take(10).collect();
+                    write_quoted(&cut, &mut q);
+                    q.push_str("...");
+                } else {
+                    write_quoted(&raw, &mut q);
+                }
                 q
             }
-            _ => describe(t),
         };
         self.err(pos, format!("unexpected {d} in {context}"))
     }
@@ -775,9 +789,8 @@ impl<'s> Parser<'s> {
                     pipe: Some(pipe),
                 }))
             }
-            Tok::Keyword(k) => {
+            Tok::Keyword(_) => {
                 let (t, p) = self.next_non_space();
-                let _ = k;
                 Err(self.unexpected(&t, p, "command"))
             }
             _ => {

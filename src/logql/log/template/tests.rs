@@ -330,6 +330,10 @@ fn math_functions_doc_examples() {
     assert_eq!(r("{{ maxf 1 2.5 3 }} {{ minf 1.5 2.5 3 }}"), "3 1.5");
     assert_eq!(r("{{ mul 5 2 3}} {{ mulf 5.5 2 2.5 }}"), "30 27.5");
     assert_eq!(r("{{ mod 10 3}}"), "1");
+    assert_eq!(
+        r("{{ -9223372036854775808 }} {{ 0b101 }} {{ 0o17 }} {{ 017 }} {{ 1_000 }}"),
+        "-9223372036854775808 5 15 15 1000"
+    );
     assert_eq!(r("{{ round 123.555555 3 }}"), "123.556");
     assert_eq!(r("{{ round 123.88571428571 5 .2 }}"), "123.88572");
     assert_eq!(r("{{ sub 5 2 }} {{ subf 5.5 2 1.5 }}"), "3 2");
@@ -466,6 +470,14 @@ fn range_over_json_and_labels() {
         "a=1,b=2,"
     );
     assert_eq!(run("{{.}}", &[("b", "2"), ("a", "1")]), "map[a:1 b:2]");
+    let dashed = [("foo-bar", "x"), ("a", "1")];
+    assert_eq!(
+        run(
+            r#"{{ index . "foo-bar" }}{{ index $ "nope" }} {{ len . }}"#,
+            &dashed
+        ),
+        "x 2"
+    );
     assert_eq!(
         r(r#"{{ range fromJson "[]" }}x{{ else }}empty{{ end }}"#),
         "empty"
@@ -902,4 +914,60 @@ fn templates_are_shareable_and_cache_dynamic_regexes() {
     }
     assert_eq!(out, "b-b|a-c|x-|");
     assert_eq!(t.regexes.len(), 2);
+}
+
+#[test]
+fn to_date_in_zone_uses_the_zone_database() {
+    // Unknown zones fall back to UTC, as in Loki.
+    assert_eq!(
+        r(r#"{{ toDateInZone "2006-01-02 15:04" "Nowhere/Zone" "2021-07-15 14:00" | unixEpoch }}"#),
+        "1626357600"
+    );
+    // An explicit offset in the input wins over the zone.
+    assert_eq!(
+        r(
+            r#"{{ toDateInZone "2006-01-02 15:04 -0700" "UTC" "2021-07-15 14:00 +0200" | unixEpoch }}"#
+        ),
+        "1626350400"
+    );
+    if zone::lookup("Europe/Paris").is_some() {
+        // 14:00 CEST (+02:00) is 12:00 UTC; 14:00 CET (+01:00) is 13:00 UTC.
+        assert_eq!(
+            r(
+                r#"{{ toDateInZone "2006-01-02 15:04" "Europe/Paris" "2021-07-15 14:00" | unixEpoch }}"#
+            ),
+            "1626350400"
+        );
+        assert_eq!(
+            r(
+                r#"{{ toDateInZone "2006-01-02 15:04" "Europe/Paris" "2021-01-15 14:00" | unixEpoch }}"#
+            ),
+            "1610715600"
+        );
+    }
+}
+
+#[test]
+fn deepest_allowed_nesting_fits_a_small_stack() {
+    // 25 nested ifs around 24 nested parentheses (the parse limit), called recursively until
+    // the depth limit: must fail cleanly on a 2 MiB stack, even unoptimised.
+    let ifs = 25;
+    let body = format!(
+        "{}{{{{ {}1{} }}}}{}{{{{ template \"r\" . }}}}",
+        "{{ if true }}".repeat(ifs),
+        "(print ".repeat(24),
+        ")".repeat(24),
+        "{{ end }}".repeat(ifs)
+    );
+    let src = format!("{{{{ define \"r\" }}}}{body}{{{{ end }}}}{{{{ template \"r\" . }}}}");
+    let t = Template::parse(&src).unwrap();
+    let h = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let mut out = String::new();
+            t.execute(&entry(&[]), &mut out).map_err(|e| e.0)
+        })
+        .unwrap();
+    let e = h.join().unwrap().unwrap_err();
+    assert!(e.contains("maximum template depth"), "{e}");
 }

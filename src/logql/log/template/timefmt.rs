@@ -15,6 +15,31 @@ pub struct Time {
     pub secs: i64,
     pub nanos: u32,
     pub offset: i32,
+    /// The zone abbreviation (`CEST`) when the time came from a named zone.
+    pub abbr: Abbr,
+}
+
+/// A short zone abbreviation stored inline (TZif abbreviations are at
+/// most 6 characters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Abbr {
+    len: u8,
+    bytes: [u8; 7],
+}
+
+impl Abbr {
+    pub fn new(s: &str) -> Abbr {
+        let mut a = Abbr::default();
+        if s.len() <= 7 && s.is_ascii() {
+            a.bytes[..s.len()].copy_from_slice(s.as_bytes());
+            a.len = s.len() as u8;
+        }
+        a
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
 }
 
 impl Time {
@@ -23,6 +48,7 @@ impl Time {
             secs: ZERO_TIME_UNIX,
             nanos: 0,
             offset: 0,
+            abbr: Abbr::default(),
         }
     }
 
@@ -31,6 +57,7 @@ impl Time {
             secs: ns.div_euclid(1_000_000_000),
             nanos: ns.rem_euclid(1_000_000_000) as u32,
             offset: 0,
+            abbr: Abbr::default(),
         }
     }
 
@@ -39,6 +66,7 @@ impl Time {
             secs,
             nanos: 0,
             offset: 0,
+            abbr: Abbr::default(),
         }
     }
 
@@ -50,6 +78,7 @@ impl Time {
             secs: d.as_secs() as i64,
             nanos: d.subsec_nanos(),
             offset: 0,
+            abbr: Abbr::default(),
         }
     }
 
@@ -73,7 +102,9 @@ impl Time {
     }
 
     fn zone_name(&self, out: &mut String) {
-        if self.offset == 0 {
+        if self.abbr.len > 0 {
+            out.push_str(self.abbr.as_str());
+        } else if self.offset == 0 {
             out.push_str("UTC");
         } else {
             write_offset(self.offset, false, false, out);
@@ -166,7 +197,6 @@ const LONG_DAYS: [&str; 7] = [
 /// Splits off the next layout element; returns (chunk, rest).
 fn next_chunk(l: &str) -> (Chunk<'_>, &str) {
     let b = l.as_bytes();
-    let starts = |p: &str| l.starts_with(p);
     for i in 0..b.len() {
         if !l.is_char_boundary(i) {
             continue;
@@ -238,7 +268,6 @@ fn next_chunk(l: &str) -> (Chunk<'_>, &str) {
             return (c, &l[n..]);
         }
     }
-    let _ = starts;
     (Chunk::Lit(l), "")
 }
 
@@ -359,8 +388,8 @@ fn take_name<'s>(s: &'s str, names: &[&str], len: Option<usize>) -> Option<(usiz
 }
 
 /// Parses `value` with a Go layout; times without an offset are in
-/// `default_offset`. Returns `None` where Go returns an error.
-pub fn parse_layout(layout: &str, value: &str, default_offset: i32) -> Option<Time> {
+/// `zone` (UTC when `None`). Returns `None` where Go returns an error.
+pub fn parse_layout(layout: &str, value: &str, zone: Option<&super::zone::Zone>) -> Option<Time> {
     let (mut year, mut month, mut day, mut yday) = (1i64, 1i64, 1i64, -1i64);
     let (mut hour, mut min, mut sec, mut nanos) = (0i64, 0i64, 0i64, 0i64);
     let mut pm: Option<bool> = None;
@@ -500,12 +529,23 @@ pub fn parse_layout(layout: &str, value: &str, default_offset: i32) -> Option<Ti
         NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?
     };
     let dt = date.and_hms_opt(hour as u32, min as u32, sec as u32)?;
-    let off = offset.unwrap_or(default_offset);
-    let secs = dt.and_utc().timestamp() - off as i64;
+    let local = dt.and_utc().timestamp();
+    let (off, abbr) = match (offset, zone) {
+        // Go keeps the zone's name when an explicit offset agrees with it.
+        (Some(o), Some(z)) => match z.offset_at(local - o as i64) {
+            (zo, a) if zo == o => (o, a),
+            _ => (o, Abbr::default()),
+        },
+        (Some(o), None) => (o, Abbr::default()),
+        (None, Some(z)) => z.offset_for_local(local),
+        (None, None) => (0, Abbr::default()),
+    };
+    let secs = local - off as i64;
     Some(Time {
         secs,
         nanos: nanos as u32,
         offset: off,
+        abbr,
     })
 }
 
@@ -645,6 +685,7 @@ mod tests {
             secs: 1_635_858_245,
             nanos: 500_000_000,
             offset: 0,
+            abbr: Abbr::default(),
         };
         assert_eq!(fmt(&t, "2006-01-02"), "2021-11-02");
         assert_eq!(
@@ -664,23 +705,23 @@ mod tests {
 
     #[test]
     fn parses_reference_layouts() {
-        let t = parse_layout("2006-01-02", "2021-11-02", 0).unwrap();
+        let t = parse_layout("2006-01-02", "2021-11-02", None).unwrap();
         assert_eq!(t.secs, 1_635_811_200);
         let t = parse_layout(
             "2006-01-02T15:04:05.999999999Z07:00",
             "2021-11-02T13:04:05.25+01:00",
-            0,
+            None,
         )
         .unwrap();
         assert_eq!(
             (t.secs, t.nanos, t.offset),
             (1_635_854_645, 250_000_000, 3600)
         );
-        let t = parse_layout("2006-01-02 15:04:05", "2021-11-02 13:04:05.123", 0).unwrap();
+        let t = parse_layout("2006-01-02 15:04:05", "2021-11-02 13:04:05.123", None).unwrap();
         assert_eq!(t.nanos, 123_000_000);
-        assert!(parse_layout("2006-01-02", "2021-13-02", 0).is_none());
-        assert!(parse_layout("2006-01-02", "2021-11-02x", 0).is_none());
-        let t = parse_layout("02 Jan 06 3:04 PM", "05 Feb 21 1:30 PM", 0).unwrap();
+        assert!(parse_layout("2006-01-02", "2021-13-02", None).is_none());
+        assert!(parse_layout("2006-01-02", "2021-11-02x", None).is_none());
+        let t = parse_layout("02 Jan 06 3:04 PM", "05 Feb 21 1:30 PM", None).unwrap();
         assert_eq!(t.secs, 1_612_531_800);
     }
 
