@@ -23,11 +23,17 @@ use crate::labels::Labels;
 pub const TMP_PREFIX: &str = ".tmp-";
 
 fn io_err(path: &Path, source: std::io::Error) -> StorageError {
-    StorageError::Io { path: path.to_path_buf(), source }
+    StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn corrupt(path: &Path, detail: impl std::fmt::Display) -> StorageError {
-    StorageError::DataCorruption { path: path.to_path_buf(), detail: detail.to_string() }
+    StorageError::DataCorruption {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    }
 }
 
 /// An open block.
@@ -54,9 +60,21 @@ impl BlockReader {
         let cpath = dir.join("chunks");
         let index = IndexReader::open(map(&ipath)?).map_err(|e| corrupt(&ipath, e))?;
         let chunks = Bytes::from_owner(map(&cpath)?);
-        let id = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         let (min_ts, max_ts) = (index.min_ts, index.max_ts);
-        Ok(BlockReader { id, dir: dir.to_path_buf(), chunks_path: cpath, index, chunks, min_ts, max_ts })
+        Ok(BlockReader {
+            id,
+            dir: dir.to_path_buf(),
+            chunks_path: cpath,
+            index,
+            chunks,
+            min_ts,
+            max_ts,
+        })
     }
 
     pub fn overlaps(&self, from: i64, through: i64) -> bool {
@@ -65,11 +83,15 @@ impl BlockReader {
 
     /// The chunk a reference points at, parsed (the bytes stay mapped).
     pub fn chunk(&self, r: &ChunkRef) -> Result<Chunk> {
-        let end = r.offset.checked_add(r.len).filter(|&e| e <= self.chunks.len() as u64);
+        let end = r
+            .offset
+            .checked_add(r.len)
+            .filter(|&e| e <= self.chunks.len() as u64);
         let Some(end) = end else {
             return Err(corrupt(&self.chunks_path, "chunk reference out of bounds"));
         };
-        Chunk::parse(self.chunks.slice(r.offset as usize..end as usize)).map_err(|e| corrupt(&self.chunks_path, e))
+        Chunk::parse(self.chunks.slice(r.offset as usize..end as usize))
+            .map_err(|e| corrupt(&self.chunks_path, e))
     }
 }
 
@@ -79,7 +101,10 @@ static BLOCK_SEQ: AtomicU64 = AtomicU64::new(0);
 pub fn new_block_id(day_ts: i64) -> String {
     let day = chrono::DateTime::from_timestamp_nanos(day_ts).format("%Y%m%d");
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    format!("{day}-{now:016x}-{:04x}", BLOCK_SEQ.fetch_add(1, Ordering::Relaxed) & 0xffff)
+    format!(
+        "{day}-{now:016x}-{:04x}",
+        BLOCK_SEQ.fetch_add(1, Ordering::Relaxed) & 0xffff
+    )
 }
 
 /// The UTC day number of a timestamp.
@@ -95,9 +120,17 @@ fn write_file(path: &Path, data: &[u8]) -> Result<()> {
 
 /// Writes chunks of several streams as one block under `blocks_dir` and
 /// opens it. Returns the block and the number of bytes written.
-pub fn write_block(blocks_dir: &Path, series: &BTreeMap<Labels, Vec<Arc<Chunk>>>) -> Result<(BlockReader, u64)> {
+pub fn write_block(
+    blocks_dir: &Path,
+    series: &BTreeMap<Labels, Vec<Arc<Chunk>>>,
+) -> Result<(BlockReader, u64)> {
     std::fs::create_dir_all(blocks_dir).map_err(|e| io_err(blocks_dir, e))?;
-    let first = series.values().flatten().map(|c| c.min_ts).min().unwrap_or_default();
+    let first = series
+        .values()
+        .flatten()
+        .map(|c| c.min_ts)
+        .min()
+        .unwrap_or_default();
     let id = new_block_id(first);
     let tmp = blocks_dir.join(format!("{TMP_PREFIX}{id}"));
     std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
@@ -141,7 +174,10 @@ pub fn open_blocks(blocks_dir: &Path) -> Result<Vec<Arc<BlockReader>>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(io_err(blocks_dir, e)),
     };
-    let mut names: Vec<String> = rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
+    let mut names: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
     names.sort();
     for n in names {
         let p = blocks_dir.join(&n);
@@ -152,7 +188,9 @@ pub fn open_blocks(blocks_dir: &Path) -> Result<Vec<Arc<BlockReader>>> {
         }
         match BlockReader::open(&p) {
             Ok(b) => out.push(Arc::new(b)),
-            Err(error) => tracing::error!(message = "Skipping unreadable block.", path = %p.display(), %error),
+            Err(error) => {
+                tracing::error!(message = "Skipping unreadable block.", path = %p.display(), %error)
+            }
         }
     }
     Ok(out)

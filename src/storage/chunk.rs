@@ -71,17 +71,26 @@ fn compress(codec: Codec, raw: &[u8], out: &mut Vec<u8>) {
 fn decompress(codec: Codec, data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> DecodeResult<()> {
     out.clear();
     if raw_len == 0 {
-        return if data.is_empty() { Ok(()) } else { Err(DecodeError("data for an empty column".into())) };
+        return if data.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError("data for an empty column".into()))
+        };
     }
     if raw_len > MAX_BLOCK_RAW {
-        return Err(DecodeError(format!("block of {raw_len} bytes exceeds the cap")));
+        return Err(DecodeError(format!(
+            "block of {raw_len} bytes exceeds the cap"
+        )));
     }
     match codec {
         Codec::None => out.extend_from_slice(data),
         Codec::Snappy => {
-            let n = snap::raw::decompress_len(data).map_err(|e| DecodeError(format!("snappy: {e}")))?;
+            let n =
+                snap::raw::decompress_len(data).map_err(|e| DecodeError(format!("snappy: {e}")))?;
             if n != raw_len {
-                return Err(DecodeError(format!("snappy length {n}, expected {raw_len}")));
+                return Err(DecodeError(format!(
+                    "snappy length {n}, expected {raw_len}"
+                )));
             }
             out.resize(n, 0);
             snap::raw::Decoder::new()
@@ -89,11 +98,15 @@ fn decompress(codec: Codec, data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> D
                 .map_err(|e| DecodeError(format!("snappy: {e}")))?;
         }
         Codec::Zstd => {
-            *out = zstd::bulk::decompress(data, raw_len).map_err(|e| DecodeError(format!("zstd: {e}")))?;
+            *out = zstd::bulk::decompress(data, raw_len)
+                .map_err(|e| DecodeError(format!("zstd: {e}")))?;
         }
     }
     if out.len() != raw_len {
-        return Err(DecodeError(format!("decompressed {} bytes, expected {raw_len}", out.len())));
+        return Err(DecodeError(format!(
+            "decompressed {} bytes, expected {raw_len}",
+            out.len()
+        )));
     }
     Ok(())
 }
@@ -137,11 +150,19 @@ impl RawEntries {
         self.ts.is_empty()
     }
     pub fn line(&self, i: usize) -> &[u8] {
-        let s = if i == 0 { 0 } else { self.line_end[i - 1] as usize };
+        let s = if i == 0 {
+            0
+        } else {
+            self.line_end[i - 1] as usize
+        };
         &self.lines[s..self.line_end[i] as usize]
     }
     pub fn md(&self, i: usize) -> &[u8] {
-        let s = if i == 0 { 0 } else { self.md_end[i - 1] as usize };
+        let s = if i == 0 {
+            0
+        } else {
+            self.md_end[i - 1] as usize
+        };
         &self.md[s..self.md_end[i] as usize]
     }
     /// Uncompressed size (lines plus metadata).
@@ -180,7 +201,11 @@ pub fn encode_metadata(pairs: &[(String, String)], out: &mut Vec<u8>) {
 }
 
 /// Encodes entries `order` (indices into `src`, ascending ts) as one block.
-pub fn encode_block(codec: Codec, src: &RawEntries, order: &mut dyn Iterator<Item = usize>) -> EncodedBlock {
+pub fn encode_block(
+    codec: Codec,
+    src: &RawEntries,
+    order: &mut dyn Iterator<Item = usize>,
+) -> EncodedBlock {
     let mut ts_col = Vec::new();
     let mut lens_col = Vec::new();
     let mut lines = Vec::new();
@@ -210,7 +235,8 @@ pub fn encode_block(codec: Codec, src: &RawEntries, order: &mut dyn Iterator<Ite
     if !any_md {
         md.clear();
     }
-    let mut out = Vec::with_capacity(BLOCK_HEADER + ts_col.len() + lens_col.len() + lines.len() / 2 + 16);
+    let mut out =
+        Vec::with_capacity(BLOCK_HEADER + ts_col.len() + lens_col.len() + lines.len() / 2 + 16);
     out.resize(BLOCK_HEADER, 0);
     out.extend_from_slice(&ts_col);
     out.extend_from_slice(&lens_col);
@@ -222,12 +248,23 @@ pub fn encode_block(codec: Codec, src: &RawEntries, order: &mut dyn Iterator<Ite
     let md_comp = out.len() - data_start - lines_comp;
     let dcrc = crc32c::crc32c(&out[data_start..]);
     out.extend_from_slice(&dcrc.to_le_bytes());
-    let hdr = [n, ts_col.len() as u32, lens_col.len() as u32, lines_comp as u32, lines.len() as u32, md_comp as u32, md.len() as u32];
+    let hdr = [
+        n,
+        ts_col.len() as u32,
+        lens_col.len() as u32,
+        lines_comp as u32,
+        lines.len() as u32,
+        md_comp as u32,
+        md.len() as u32,
+    ];
     for (i, v) in hdr.iter().enumerate() {
         out[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
     }
     // The header is covered by the column CRC too.
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[..BLOCK_HEADER]), &ts_col_and_lens(&out, &hdr));
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(&out[..BLOCK_HEADER]),
+        ts_col_and_lens(&out, &hdr),
+    );
     let pos = BLOCK_HEADER + hdr[1] as usize + hdr[2] as usize;
     out[pos..pos + 4].copy_from_slice(&crc.to_le_bytes());
     if n == 0 {
@@ -236,7 +273,12 @@ pub fn encode_block(codec: Codec, src: &RawEntries, order: &mut dyn Iterator<Ite
     }
     EncodedBlock {
         data: Bytes::from(out),
-        meta: BlockMeta { entries: n, raw: (lines.len() + md.len()) as u32, min_ts, max_ts },
+        meta: BlockMeta {
+            entries: n,
+            raw: (lines.len() + md.len()) as u32,
+            min_ts,
+            max_ts,
+        },
     }
 }
 
@@ -264,7 +306,10 @@ fn layout(data: &[u8], want_data: bool) -> DecodeResult<BlockLayout<'_>> {
     let ts = r.bytes(h[1] as usize)?;
     let lens = r.bytes(h[2] as usize)?;
     let crc = r.u32()?;
-    let want = crc32c::crc32c_append(crc32c::crc32c(&data[..BLOCK_HEADER]), &data[BLOCK_HEADER..BLOCK_HEADER + ts.len() + lens.len()]);
+    let want = crc32c::crc32c_append(
+        crc32c::crc32c(&data[..BLOCK_HEADER]),
+        &data[BLOCK_HEADER..BLOCK_HEADER + ts.len() + lens.len()],
+    );
     if crc != want {
         return Err(DecodeError("block column checksum mismatch".into()));
     }
@@ -276,7 +321,15 @@ fn layout(data: &[u8], want_data: bool) -> DecodeResult<BlockLayout<'_>> {
     if want_data && dcrc != crc32c::crc32c(&data[data_start..data_end]) {
         return Err(DecodeError("block data checksum mismatch".into()));
     }
-    Ok(BlockLayout { entries: h[0] as usize, ts, lens, lines, lines_raw: h[4] as usize, md, md_raw: h[6] as usize })
+    Ok(BlockLayout {
+        entries: h[0] as usize,
+        ts,
+        lens,
+        lines,
+        lines_raw: h[4] as usize,
+        md,
+        md_raw: h[6] as usize,
+    })
 }
 
 /// Interns metadata strings within one decode.
@@ -300,7 +353,13 @@ impl Interner {
 
 /// Decodes the timestamp and line-length columns into `out` (cleared
 /// first), and with [`ReadColumns::All`] the lines and metadata too.
-pub fn decode_block(codec: Codec, data: &[u8], cols: ReadColumns, out: &mut EntryBlock, interner: &mut Interner) -> DecodeResult<()> {
+pub fn decode_block(
+    codec: Codec,
+    data: &[u8],
+    cols: ReadColumns,
+    out: &mut EntryBlock,
+    interner: &mut Interner,
+) -> DecodeResult<()> {
     let all = cols == ReadColumns::All;
     let l = layout(data, all)?;
     out.timestamps.clear();
@@ -376,7 +435,13 @@ pub fn decode_block(codec: Codec, data: &[u8], cols: ReadColumns, out: &mut Entr
 pub fn decode_block_raw(codec: Codec, data: &[u8], out: &mut RawEntries) -> DecodeResult<()> {
     let l = layout(data, true)?;
     let mut eb = EntryBlock::default();
-    decode_block(codec, data, ReadColumns::TimestampsAndSizes, &mut eb, &mut Interner::default())?;
+    decode_block(
+        codec,
+        data,
+        ReadColumns::TimestampsAndSizes,
+        &mut eb,
+        &mut Interner::default(),
+    )?;
     let mut lines = Vec::new();
     decompress(codec, l.lines, l.lines_raw, &mut lines)?;
     let mut md = Vec::new();
@@ -385,7 +450,9 @@ pub fn decode_block_raw(codec: Codec, data: &[u8], out: &mut RawEntries) -> Deco
     let mut off = 0usize;
     for (i, &ts) in eb.timestamps.iter().enumerate() {
         let n = eb.line_lens[i] as usize;
-        let line = lines.get(off..off + n).ok_or_else(|| DecodeError("line out of range".into()))?;
+        let line = lines
+            .get(off..off + n)
+            .ok_or_else(|| DecodeError("line out of range".into()))?;
         off += n;
         let md_slice: &[u8] = if l.md_raw == 0 {
             &[0]
@@ -468,7 +535,10 @@ impl Chunk {
             return Err(DecodeError("bad chunk magic".into()));
         }
         if data[4] != CHUNK_VERSION {
-            return Err(DecodeError(format!("unsupported chunk version {}", data[4])));
+            return Err(DecodeError(format!(
+                "unsupported chunk version {}",
+                data[4]
+            )));
         }
         let codec = codec_from_byte(data[5])?;
         let mut f = Reader::new(&data[n - FOOTER..]);
@@ -492,13 +562,28 @@ impl Chunk {
         for _ in 0..nblocks {
             let off = r.u32()? as usize;
             let len = r.u32()? as usize;
-            let meta = BlockMeta { entries: r.u32()?, raw: r.u32()?, min_ts: r.i64()?, max_ts: r.i64()? };
+            let meta = BlockMeta {
+                entries: r.u32()?,
+                raw: r.u32()?,
+                min_ts: r.i64()?,
+                max_ts: r.i64()?,
+            };
             if off < CHUNK_HEADER || off.checked_add(len).is_none_or(|e| e > table_off) {
                 return Err(DecodeError("block out of bounds".into()));
             }
-            blocks.push(EncodedBlock { data: data.slice(off..off + len), meta });
+            blocks.push(EncodedBlock {
+                data: data.slice(off..off + len),
+                meta,
+            });
         }
-        Ok(Chunk { codec, blocks, entries, min_ts, max_ts, data })
+        Ok(Chunk {
+            codec,
+            blocks,
+            entries,
+            min_ts,
+            max_ts,
+            data,
+        })
     }
 }
 
@@ -512,18 +597,31 @@ mod tests {
         for i in 0..500i64 {
             md.clear();
             if i % 3 == 0 {
-                encode_metadata(&[("trace_id".into(), format!("t{i}")), ("user".into(), "bob".into())], &mut md);
+                encode_metadata(
+                    &[
+                        ("trace_id".into(), format!("t{i}")),
+                        ("user".into(), "bob".into()),
+                    ],
+                    &mut md,
+                );
             } else {
                 md.push(0);
             }
             let line = format!("line {i} level=info msg=\"hello world\"");
-            r.push(1_700_000_000_000_000_000 + i * 1_000_001 + 7, line.as_bytes(), &md);
+            r.push(
+                1_700_000_000_000_000_000 + i * 1_000_001 + 7,
+                line.as_bytes(),
+                &md,
+            );
         }
         r
     }
 
     fn blocks_of(codec: Codec, r: &RawEntries, per: usize) -> Vec<EncodedBlock> {
-        (0..r.len()).step_by(per).map(|s| encode_block(codec, r, &mut (s..(s + per).min(r.len())))).collect()
+        (0..r.len())
+            .step_by(per)
+            .map(|s| encode_block(codec, r, &mut (s..(s + per).min(r.len()))))
+            .collect()
     }
 
     #[test]
@@ -541,7 +639,14 @@ mod tests {
             let mut it = Interner::default();
             for b in &c.blocks {
                 let mut ts_only = EntryBlock::default();
-                decode_block(c.codec, &b.data, ReadColumns::TimestampsAndSizes, &mut ts_only, &mut it).unwrap();
+                decode_block(
+                    c.codec,
+                    &b.data,
+                    ReadColumns::TimestampsAndSizes,
+                    &mut ts_only,
+                    &mut it,
+                )
+                .unwrap();
                 assert!(ts_only.lines.is_empty() && ts_only.metadata.is_empty());
                 let mut eb = EntryBlock::default();
                 decode_block(c.codec, &b.data, ReadColumns::All, &mut eb, &mut it).unwrap();
@@ -551,7 +656,7 @@ mod tests {
                     assert_eq!(eb.timestamps[j], r.ts[i]);
                     assert_eq!(eb.line(j), r.line(i));
                     assert_eq!(eb.line_lens[j] as usize, r.line(i).len());
-                    if i % 3 == 0 {
+                    if i.is_multiple_of(3) {
                         assert_eq!(eb.metadata[j].len(), 2);
                         assert_eq!(&*eb.metadata[j][0].0, "trace_id");
                         assert_eq!(&*eb.metadata[j][0].1, format!("t{i}"));
@@ -573,7 +678,15 @@ mod tests {
         r.push(3, b"", &[0]);
         r.push(3, b"ccc", &[0]);
         let b = encode_block(Codec::Zstd, &r, &mut (0..3));
-        assert_eq!(b.meta, BlockMeta { entries: 3, raw: 4, min_ts: -5, max_ts: 3 });
+        assert_eq!(
+            b.meta,
+            BlockMeta {
+                entries: 3,
+                raw: 4,
+                min_ts: -5,
+                max_ts: 3
+            }
+        );
         let mut back = RawEntries::default();
         decode_block_raw(Codec::Zstd, &b.data, &mut back).unwrap();
         assert_eq!(back.ts, vec![-5, 3, 3]);
@@ -596,7 +709,13 @@ mod tests {
             let res = Chunk::parse(Bytes::from(v)).and_then(|c| {
                 let mut eb = EntryBlock::default();
                 for b in &c.blocks {
-                    decode_block(c.codec, &b.data, ReadColumns::All, &mut eb, &mut Interner::default())?;
+                    decode_block(
+                        c.codec,
+                        &b.data,
+                        ReadColumns::All,
+                        &mut eb,
+                        &mut Interner::default(),
+                    )?;
                 }
                 Ok(())
             });
@@ -620,7 +739,13 @@ mod tests {
                 v.push(x as u8);
             }
             let _ = Chunk::parse(Bytes::from(v.clone()));
-            let _ = decode_block(Codec::Zstd, &v, ReadColumns::All, &mut EntryBlock::default(), &mut Interner::default());
+            let _ = decode_block(
+                Codec::Zstd,
+                &v,
+                ReadColumns::All,
+                &mut EntryBlock::default(),
+                &mut Interner::default(),
+            );
         }
     }
 }

@@ -20,9 +20,11 @@ use parking_lot::{Mutex, RwLock};
 
 use super::block::{day_of, open_blocks, write_block, BlockReader};
 use super::chunk::{encode_metadata, Chunk, EncodedBlock, RawEntries};
-use super::enc::{escape_tenant, put_bytes, put_uvarint, put_varint, unescape_tenant, valid_tenant, Reader};
+use super::enc::{
+    escape_tenant, put_bytes, put_uvarint, put_varint, unescape_tenant, valid_tenant, Reader,
+};
 use super::head::Head;
-use super::read::{MergeIter, SrcBlock, Source};
+use super::read::{MergeIter, Source, SrcBlock};
 use super::wal::{self, Wal, REC_PUSH};
 use super::*;
 
@@ -48,7 +50,10 @@ impl StreamState {
     }
     fn overlaps(&self, from: i64, through: i64) -> bool {
         (!self.head.is_empty() && self.head.min_ts < through && self.head.max_ts >= from)
-            || self.cut.iter().any(|c| c.chunk.min_ts < through && c.chunk.max_ts >= from)
+            || self
+                .cut
+                .iter()
+                .any(|c| c.chunk.min_ts < through && c.chunk.max_ts >= from)
     }
 }
 
@@ -66,13 +71,23 @@ struct Tenant {
 
 impl Tenant {
     fn find(&self, labels: &Labels, hash: u64) -> Option<Arc<Stream>> {
-        self.streams.read().get(&hash)?.iter().find(|s| s.labels == *labels).cloned()
+        self.streams
+            .read()
+            .get(&hash)?
+            .iter()
+            .find(|s| s.labels == *labels)
+            .cloned()
     }
     fn all_streams(&self) -> Vec<Arc<Stream>> {
         self.streams.read().values().flatten().cloned().collect()
     }
     fn blocks_in(&self, from: i64, through: i64) -> Vec<Arc<BlockReader>> {
-        self.blocks.read().iter().filter(|b| b.overlaps(from, through)).cloned().collect()
+        self.blocks
+            .read()
+            .iter()
+            .filter(|b| b.overlaps(from, through))
+            .cloned()
+            .collect()
     }
 }
 
@@ -86,11 +101,17 @@ pub struct Engine {
 }
 
 fn corrupt_mem(e: impl std::fmt::Display) -> StorageError {
-    StorageError::DataCorruption { path: PathBuf::from("<memory>"), detail: e.to_string() }
+    StorageError::DataCorruption {
+        path: PathBuf::from("<memory>"),
+        detail: e.to_string(),
+    }
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> StorageError {
-    StorageError::Io { path: path.to_path_buf(), source }
+    StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Encodes a push record's payload (see `docs/storage.md`).
@@ -119,10 +140,19 @@ impl Engine {
         let mut tenants = HashMap::new();
         for e in std::fs::read_dir(&tdir).map_err(|e| io_err(&tdir, e))? {
             let e = e.map_err(|e| io_err(&tdir, e))?;
-            let Some(name) = e.file_name().to_str().and_then(unescape_tenant) else { continue };
+            let Some(name) = e.file_name().to_str().and_then(unescape_tenant) else {
+                continue;
+            };
             let dir = e.path();
             let blocks = open_blocks(&dir.join("blocks"))?;
-            tenants.insert(name, Arc::new(Tenant { dir, streams: RwLock::default(), blocks: RwLock::new(blocks) }));
+            tenants.insert(
+                name,
+                Arc::new(Tenant {
+                    dir,
+                    streams: RwLock::default(),
+                    blocks: RwLock::new(blocks),
+                }),
+            );
         }
         let wal_dir = cfg.data_dir.join("wal");
         std::fs::create_dir_all(&wal_dir).map_err(|e| io_err(&wal_dir, e))?;
@@ -145,7 +175,12 @@ impl Engine {
             eng.replay_record(seg, payload)
         })?;
         if records > 0 {
-            tracing::info!(message = "Replayed WAL.", segments = segs.len(), records, elapsed_ms = started.elapsed().as_millis() as u64);
+            tracing::info!(
+                message = "Replayed WAL.",
+                segments = segs.len(),
+                records,
+                elapsed_ms = started.elapsed().as_millis() as u64
+            );
         }
         Ok(eng)
     }
@@ -162,14 +197,23 @@ impl Engine {
         w.entry(name.to_string())
             .or_insert_with(|| {
                 let dir = self.cfg.data_dir.join("tenants").join(escape_tenant(name));
-                Arc::new(Tenant { dir, streams: RwLock::default(), blocks: RwLock::default() })
+                Arc::new(Tenant {
+                    dir,
+                    streams: RwLock::default(),
+                    blocks: RwLock::default(),
+                })
             })
             .clone()
     }
 
     /// Runs `f` on the locked state of a stream, creating it if needed.
     /// Returns whether the stream was created.
-    fn with_stream<R>(&self, t: &Tenant, labels: &Labels, f: impl FnOnce(&mut StreamState) -> R) -> (R, bool) {
+    fn with_stream<R>(
+        &self,
+        t: &Tenant,
+        labels: &Labels,
+        f: impl FnOnce(&mut StreamState) -> R,
+    ) -> (R, bool) {
         let hash = labels.stable_hash();
         let mut f = Some(f);
         loop {
@@ -214,7 +258,10 @@ impl Engine {
     fn cut_locked(&self, st: &mut StreamState) {
         let min_seg = st.head_min_seg;
         match st.head.cut(self.cfg.codec, self.cfg.block_size) {
-            Ok(Some(c)) => st.cut.push(CutChunk { chunk: Arc::new(c), min_seg }),
+            Ok(Some(c)) => st.cut.push(CutChunk {
+                chunk: Arc::new(c),
+                min_seg,
+            }),
             Ok(None) => {}
             // Only reachable through a bug: the head's own blocks did not decode.
             Err(error) => tracing::error!(message = "Failed to cut head; entries lost.", %error),
@@ -235,7 +282,9 @@ impl Engine {
     /// Adds one entry to a stream's head (after [`Engine::begin`]); `false`
     /// for a dropped duplicate. Cuts the head once it reaches its target size.
     fn add(&self, st: &mut StreamState, seg: u64, ts: i64, line: &[u8], md: &[u8]) -> bool {
-        let ok = st.head.append(ts, line, md, self.cfg.codec, self.cfg.block_size);
+        let ok = st
+            .head
+            .append(ts, line, md, self.cfg.codec, self.cfg.block_size);
         if st.head.raw_bytes >= self.cfg.chunk_target_size {
             self.cut_locked(st);
             st.head_min_seg = seg;
@@ -279,7 +328,9 @@ impl Engine {
         if streams.iter().all(|s| s.entries.is_empty()) {
             return Ok(out);
         }
-        let seg = self.wal.append(REC_PUSH, |buf| encode_push(buf, tenant, &streams))?;
+        let seg = self
+            .wal
+            .append(REC_PUSH, |buf| encode_push(buf, tenant, &streams))?;
         let t = self.tenant_or_create(tenant);
         let mut md = Vec::with_capacity(64);
         for s in &streams {
@@ -341,7 +392,10 @@ fn overlaps(min: i64, max: i64, from: i64, through: i64) -> bool {
 }
 
 fn corrupt(path: &Path, e: impl std::fmt::Display) -> StorageError {
-    StorageError::DataCorruption { path: path.to_path_buf(), detail: e.to_string() }
+    StorageError::DataCorruption {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
 }
 
 /// What a visit reports per chunk of a matching stream.
@@ -351,8 +405,15 @@ struct ChunkInfo {
 }
 
 /// Builds a sorted, range-trimmed block from a head's open block.
-fn open_block_entries(raw: &RawEntries, from: i64, through: i64, cols: ReadColumns) -> std::result::Result<EntryBlock, StorageError> {
-    let mut idx: Vec<usize> = (0..raw.len()).filter(|&i| raw.ts[i] >= from && raw.ts[i] < through).collect();
+fn open_block_entries(
+    raw: &RawEntries,
+    from: i64,
+    through: i64,
+    cols: ReadColumns,
+) -> std::result::Result<EntryBlock, StorageError> {
+    let mut idx: Vec<usize> = (0..raw.len())
+        .filter(|&i| raw.ts[i] >= from && raw.ts[i] < through)
+        .collect();
     idx.sort_by_key(|&i| raw.ts[i]);
     let mut b = EntryBlock::default();
     let all = cols == ReadColumns::All;
@@ -388,19 +449,38 @@ impl Engine {
     /// Calls `f` for every chunk (a head counts as one) of every stream of
     /// `t` matching `matchers` with data in `[from, through)`. Streams are
     /// visited before blocks (see the module comment).
-    fn visit(&self, t: &Tenant, matchers: &[Matcher], from: i64, through: i64, f: &mut dyn FnMut(&Labels, Option<ChunkInfo>)) -> Result<()> {
+    fn visit(
+        &self,
+        t: &Tenant,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+        f: &mut dyn FnMut(&Labels, Option<ChunkInfo>),
+    ) -> Result<()> {
         for s in t.all_streams() {
             if !matchers.iter().all(|m| m.matches_labels(&s.labels)) {
                 continue;
             }
             let st = s.st.lock();
             if !st.head.is_empty() && overlaps(st.head.min_ts, st.head.max_ts, from, through) {
-                f(&s.labels, Some(ChunkInfo { entries: st.head.entries as u64, bytes: st.head.raw_bytes as u64 }));
+                f(
+                    &s.labels,
+                    Some(ChunkInfo {
+                        entries: st.head.entries as u64,
+                        bytes: st.head.raw_bytes as u64,
+                    }),
+                );
             }
             for c in &st.cut {
                 if overlaps(c.chunk.min_ts, c.chunk.max_ts, from, through) {
                     let bytes = c.chunk.blocks.iter().map(|b| b.meta.raw as u64).sum();
-                    f(&s.labels, Some(ChunkInfo { entries: c.chunk.entries as u64, bytes }));
+                    f(
+                        &s.labels,
+                        Some(ChunkInfo {
+                            entries: c.chunk.entries as u64,
+                            bytes,
+                        }),
+                    );
                 }
             }
         }
@@ -409,27 +489,58 @@ impl Engine {
             let ids = b.index.select(matchers).map_err(|e| corrupt(&ipath, e))?;
             for id in ids {
                 let (l, refs) = b.index.series(id).map_err(|e| corrupt(&ipath, e))?;
-                for r in refs.iter().filter(|r| overlaps(r.min_ts, r.max_ts, from, through)) {
-                    f(&l, Some(ChunkInfo { entries: r.entries, bytes: r.raw }));
+                for r in refs
+                    .iter()
+                    .filter(|r| overlaps(r.min_ts, r.max_ts, from, through))
+                {
+                    f(
+                        &l,
+                        Some(ChunkInfo {
+                            entries: r.entries,
+                            bytes: r.raw,
+                        }),
+                    );
                 }
             }
         }
         Ok(())
     }
 
-    pub fn select_series(&self, tenant: &str, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<SeriesRef>> {
-        let Some(t) = self.tenant(tenant) else { return Ok(Vec::new()) };
+    pub fn select_series(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<SeriesRef>> {
+        let Some(t) = self.tenant(tenant) else {
+            return Ok(Vec::new());
+        };
         let mut found = BTreeSet::new();
         self.visit(&t, matchers, from, through, &mut |l, _| {
             if !found.contains(l) {
                 found.insert(l.clone());
             }
         })?;
-        Ok(found.into_iter().map(|labels| SeriesRef { id: labels.stable_hash(), labels }).collect())
+        Ok(found
+            .into_iter()
+            .map(|labels| SeriesRef {
+                id: labels.stable_hash(),
+                labels,
+            })
+            .collect())
     }
 
-    pub fn index_stats(&self, tenant: &str, matchers: &[Matcher], from: i64, through: i64) -> Result<IndexStats> {
-        let Some(t) = self.tenant(tenant) else { return Ok(IndexStats::default()) };
+    pub fn index_stats(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<IndexStats> {
+        let Some(t) = self.tenant(tenant) else {
+            return Ok(IndexStats::default());
+        };
         let mut streams = BTreeSet::new();
         let mut out = IndexStats::default();
         self.visit(&t, matchers, from, through, &mut |l, c| {
@@ -446,8 +557,16 @@ impl Engine {
         Ok(out)
     }
 
-    pub fn label_names(&self, tenant: &str, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<String>> {
-        let Some(t) = self.tenant(tenant) else { return Ok(Vec::new()) };
+    pub fn label_names(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<String>> {
+        let Some(t) = self.tenant(tenant) else {
+            return Ok(Vec::new());
+        };
         let mut names = BTreeSet::new();
         if matchers.is_empty() {
             for s in t.all_streams() {
@@ -466,8 +585,17 @@ impl Engine {
         Ok(names.into_iter().collect())
     }
 
-    pub fn label_values(&self, tenant: &str, name: &str, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<String>> {
-        let Some(t) = self.tenant(tenant) else { return Ok(Vec::new()) };
+    pub fn label_values(
+        &self,
+        tenant: &str,
+        name: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<String>> {
+        let Some(t) = self.tenant(tenant) else {
+            return Ok(Vec::new());
+        };
         let mut vals = BTreeSet::new();
         if matchers.is_empty() {
             for s in t.all_streams() {
@@ -491,49 +619,102 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn read_stream(&self, tenant: &str, series: &SeriesRef, from: i64, through: i64, dir: Direction, cols: ReadColumns, stats: &mut ReadStats) -> Result<MergeIter> {
+    pub fn read_stream(
+        &self,
+        tenant: &str,
+        series: &SeriesRef,
+        from: i64,
+        through: i64,
+        dir: Direction,
+        cols: ReadColumns,
+        stats: &mut ReadStats,
+    ) -> Result<MergeIter> {
         let mut sources = Vec::new();
         let codec = self.cfg.codec;
         let mem = Arc::new(PathBuf::from("<memory>"));
-        let Some(t) = self.tenant(tenant) else { return Ok(MergeIter::new(sources, from, through, dir, cols)) };
+        let Some(t) = self.tenant(tenant) else {
+            return Ok(MergeIter::new(sources, from, through, dir, cols));
+        };
         let chunk_source = |c: &Chunk, origin: &Arc<PathBuf>, stats: &mut ReadStats| {
             stats.chunks_ref += 1;
             stats.chunks_downloaded += 1;
             let mut blocks = Vec::new();
-            for b in c.blocks.iter().filter(|b| overlaps(b.meta.min_ts, b.meta.max_ts, from, through)) {
+            for b in c
+                .blocks
+                .iter()
+                .filter(|b| overlaps(b.meta.min_ts, b.meta.max_ts, from, through))
+            {
                 stats.compressed_bytes += b.data.len() as u64;
                 stats.decompressed_bytes += b.meta.raw as u64;
                 stats.decompressed_lines += b.meta.entries as u64;
                 blocks.push(SrcBlock::Encoded(b.clone()));
             }
-            Source { codec: c.codec, blocks, min_ts: c.min_ts, max_ts: c.max_ts, origin: origin.clone() }
+            Source {
+                codec: c.codec,
+                blocks,
+                min_ts: c.min_ts,
+                max_ts: c.max_ts,
+                origin: origin.clone(),
+            }
         };
         if let Some(s) = t.find(&series.labels, series.labels.stable_hash()) {
             let st = s.st.lock();
             if !st.head.is_empty() && overlaps(st.head.min_ts, st.head.max_ts, from, through) {
-                for b in st.head.blocks.iter().filter(|b| overlaps(b.meta.min_ts, b.meta.max_ts, from, through)) {
+                for b in st
+                    .head
+                    .blocks
+                    .iter()
+                    .filter(|b| overlaps(b.meta.min_ts, b.meta.max_ts, from, through))
+                {
                     stats.head_chunk_bytes += b.meta.raw as u64;
                     stats.head_chunk_lines += b.meta.entries as u64;
                     let src: &EncodedBlock = b;
-                    sources.push(Source { codec, blocks: vec![SrcBlock::Encoded(src.clone())], min_ts: b.meta.min_ts, max_ts: b.meta.max_ts, origin: mem.clone() });
+                    sources.push(Source {
+                        codec,
+                        blocks: vec![SrcBlock::Encoded(src.clone())],
+                        min_ts: b.meta.min_ts,
+                        max_ts: b.meta.max_ts,
+                        origin: mem.clone(),
+                    });
                 }
                 let eb = open_block_entries(&st.head.cur, from, through, cols)?;
-                if let (Some(&min_ts), Some(&max_ts)) = (eb.timestamps.first(), eb.timestamps.last()) {
+                if let (Some(&min_ts), Some(&max_ts)) =
+                    (eb.timestamps.first(), eb.timestamps.last())
+                {
                     stats.head_chunk_lines += eb.len() as u64;
                     stats.head_chunk_bytes += eb.line_lens.iter().map(|&l| l as u64).sum::<u64>();
-                    sources.push(Source { codec, blocks: vec![SrcBlock::Decoded(eb)], min_ts, max_ts, origin: mem.clone() });
+                    sources.push(Source {
+                        codec,
+                        blocks: vec![SrcBlock::Decoded(eb)],
+                        min_ts,
+                        max_ts,
+                        origin: mem.clone(),
+                    });
                 }
             }
-            for c in st.cut.iter().filter(|c| overlaps(c.chunk.min_ts, c.chunk.max_ts, from, through)) {
+            for c in st
+                .cut
+                .iter()
+                .filter(|c| overlaps(c.chunk.min_ts, c.chunk.max_ts, from, through))
+            {
                 sources.push(chunk_source(&c.chunk, &mem, stats));
             }
         }
         for b in t.blocks_in(from, through) {
             let ipath = b.dir.join("index");
-            let Some(id) = b.index.find(&series.labels).map_err(|e| corrupt(&ipath, e))? else { continue };
+            let Some(id) = b
+                .index
+                .find(&series.labels)
+                .map_err(|e| corrupt(&ipath, e))?
+            else {
+                continue;
+            };
             let (_, refs) = b.index.series(id).map_err(|e| corrupt(&ipath, e))?;
             let origin = Arc::new(b.chunks_path.clone());
-            for r in refs.iter().filter(|r| overlaps(r.min_ts, r.max_ts, from, through)) {
+            for r in refs
+                .iter()
+                .filter(|r| overlaps(r.min_ts, r.max_ts, from, through))
+            {
                 let c = b.chunk(r)?;
                 sources.push(chunk_source(&c, &origin, stats));
             }
@@ -542,7 +723,8 @@ impl Engine {
     }
 
     pub fn active_streams(&self, tenant: &str) -> usize {
-        self.tenant(tenant).map_or(0, |t| t.streams.read().values().map(|v| v.len()).sum())
+        self.tenant(tenant)
+            .map_or(0, |t| t.streams.read().values().map(|v| v.len()).sum())
     }
 
     pub fn tenants(&self) -> Vec<String> {
@@ -605,7 +787,12 @@ impl Engine {
             let st = s.st.lock();
             for c in &st.cut {
                 flushed.insert(Arc::as_ptr(&c.chunk) as usize);
-                by_day.entry(day_of(c.chunk.min_ts)).or_default().entry(s.labels.clone()).or_default().push(c.chunk.clone());
+                by_day
+                    .entry(day_of(c.chunk.min_ts))
+                    .or_default()
+                    .entry(s.labels.clone())
+                    .or_default()
+                    .push(c.chunk.clone());
             }
         }
         if by_day.is_empty() {
@@ -621,7 +808,9 @@ impl Engine {
         }
         // Only now drop the chunks from memory (readers look at streams first).
         for s in &streams {
-            s.st.lock().cut.retain(|c| !flushed.contains(&(Arc::as_ptr(&c.chunk) as usize)));
+            s.st.lock()
+                .cut
+                .retain(|c| !flushed.contains(&(Arc::as_ptr(&c.chunk) as usize)));
         }
         let mut w = t.streams.write();
         for s in &streams {
@@ -660,14 +849,20 @@ impl Engine {
         };
         let n = self.wal.remove_below(min)?;
         if n > 0 {
-            tracing::info!(message = "Truncated WAL.", segments_removed = n, oldest_kept = min);
+            tracing::info!(
+                message = "Truncated WAL.",
+                segments_removed = n,
+                oldest_kept = min
+            );
         }
         Ok(())
     }
 
     /// Deletes blocks whose newest entry is older than the retention period.
     pub fn apply_retention(&self) -> Result<()> {
-        let Some(p) = self.cfg.retention_period else { return Ok(()) };
+        let Some(p) = self.cfg.retention_period else {
+            return Ok(());
+        };
         let cutoff = now_ns().saturating_sub(i64::try_from(p.as_nanos()).unwrap_or(i64::MAX));
         for t in self.all_tenants() {
             let old: Vec<Arc<BlockReader>> = {

@@ -9,7 +9,9 @@
 //! still in the open block are dropped. Cutting assembles the blocks into a
 //! chunk whose blocks are sorted and do not overlap.
 
-use super::chunk::{assemble_chunk, decode_block_raw, encode_block, Chunk, EncodedBlock, RawEntries};
+use super::chunk::{
+    assemble_chunk, decode_block_raw, encode_block, Chunk, EncodedBlock, RawEntries,
+};
 use super::enc::DecodeError;
 use super::Codec;
 
@@ -36,7 +38,14 @@ impl Head {
     }
 
     /// Adds one entry; `false` if it is an exact duplicate and was dropped.
-    pub fn append(&mut self, ts: i64, line: &[u8], md: &[u8], codec: Codec, block_size: usize) -> bool {
+    pub fn append(
+        &mut self,
+        ts: i64,
+        line: &[u8],
+        md: &[u8],
+        codec: Codec,
+        block_size: usize,
+    ) -> bool {
         if !self.cur.is_empty() && ts <= self.cur_max && self.is_dup(ts, line, md) {
             return false;
         }
@@ -70,7 +79,9 @@ impl Head {
         if self.cur_sorted {
             // Only the run of entries with this timestamp can match.
             let start = c.ts.partition_point(|&t| t < ts);
-            return (start..c.len()).take_while(|&i| c.ts[i] == ts).any(|i| c.same(i, ts, line, md));
+            return (start..c.len())
+                .take_while(|&i| c.ts[i] == ts)
+                .any(|i| c.same(i, ts, line, md));
         }
         (0..c.len()).any(|i| c.ts[i] == ts && c.same(i, ts, line, md))
     }
@@ -98,7 +109,9 @@ impl Head {
         let mut blocks = std::mem::take(&mut self.blocks);
         *self = Head::default();
         blocks.sort_by_key(|b| (b.meta.min_ts, b.meta.max_ts));
-        let overlapping = blocks.windows(2).any(|w| w[1].meta.min_ts < w[0].meta.max_ts);
+        let overlapping = blocks
+            .windows(2)
+            .any(|w| w[1].meta.min_ts < w[0].meta.max_ts);
         if overlapping {
             blocks = resort(codec, &blocks, block_size)?;
         }
@@ -108,7 +121,11 @@ impl Head {
 
 /// Decodes overlapping blocks, merges their entries in time order (dropping
 /// exact duplicates) and re-encodes them as disjoint blocks.
-fn resort(codec: Codec, blocks: &[EncodedBlock], block_size: usize) -> Result<Vec<EncodedBlock>, DecodeError> {
+fn resort(
+    codec: Codec,
+    blocks: &[EncodedBlock],
+    block_size: usize,
+) -> Result<Vec<EncodedBlock>, DecodeError> {
     let mut all = RawEntries::default();
     for b in blocks {
         decode_block_raw(codec, &b.data, &mut all)?;
@@ -116,7 +133,10 @@ fn resort(codec: Codec, blocks: &[EncodedBlock], block_size: usize) -> Result<Ve
     let mut order: Vec<u32> = (0..all.len() as u32).collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (a as usize, b as usize);
-        all.ts[a].cmp(&all.ts[b]).then_with(|| all.line(a).cmp(all.line(b))).then_with(|| all.md(a).cmp(all.md(b)))
+        all.ts[a]
+            .cmp(&all.ts[b])
+            .then_with(|| all.line(a).cmp(all.line(b)))
+            .then_with(|| all.md(a).cmp(all.md(b)))
     });
     order.dedup_by(|a, b| {
         let (a, b) = (*a as usize, *b as usize);
@@ -128,7 +148,11 @@ fn resort(codec: Codec, blocks: &[EncodedBlock], block_size: usize) -> Result<Ve
     for (k, &i) in order.iter().enumerate() {
         size += all.line(i as usize).len() + all.md(i as usize).len();
         if size >= block_size || k + 1 == order.len() {
-            out.push(encode_block(codec, &all, &mut order[start..=k].iter().map(|&i| i as usize)));
+            out.push(encode_block(
+                codec,
+                &all,
+                &mut order[start..=k].iter().map(|&i| i as usize),
+            ));
             start = k + 1;
             size = 0;
         }
@@ -146,9 +170,19 @@ mod tests {
         let mut v = Vec::new();
         for b in &c.blocks {
             let mut eb = EntryBlock::default();
-            decode_block(c.codec, &b.data, ReadColumns::All, &mut eb, &mut Interner::default()).unwrap();
+            decode_block(
+                c.codec,
+                &b.data,
+                ReadColumns::All,
+                &mut eb,
+                &mut Interner::default(),
+            )
+            .unwrap();
             for i in 0..eb.len() {
-                v.push((eb.timestamps[i], String::from_utf8(eb.line(i).to_vec()).unwrap()));
+                v.push((
+                    eb.timestamps[i],
+                    String::from_utf8(eb.line(i).to_vec()).unwrap(),
+                ));
             }
         }
         v
@@ -164,14 +198,29 @@ mod tests {
         assert_eq!((h.entries, h.min_ts, h.max_ts, h.raw_bytes), (3, 5, 10, 3));
         let c = h.cut(Codec::Zstd, 1 << 20).unwrap().unwrap();
         assert!(h.is_empty());
-        assert_eq!(all_entries(&c), vec![(5, "a".into()), (10, "b".into()), (10, "c".into())]);
+        assert_eq!(
+            all_entries(&c),
+            vec![(5, "a".into()), (10, "b".into()), (10, "c".into())]
+        );
     }
 
     #[test]
     fn duplicates_in_a_sorted_run() {
         let mut h = Head::default();
-        for (ts, l, want) in [(1, "a", true), (2, "a", true), (2, "b", true), (2, "a", false), (2, "b", false), (1, "a", false), (3, "a", true)] {
-            assert_eq!(h.append(ts, l.as_bytes(), &[0], Codec::None, 1 << 20), want, "{ts} {l}");
+        for (ts, l, want) in [
+            (1, "a", true),
+            (2, "a", true),
+            (2, "b", true),
+            (2, "a", false),
+            (2, "b", false),
+            (1, "a", false),
+            (3, "a", true),
+        ] {
+            assert_eq!(
+                h.append(ts, l.as_bytes(), &[0], Codec::None, 1 << 20),
+                want,
+                "{ts} {l}"
+            );
         }
         // Same line and time, different metadata: not a duplicate.
         assert!(h.append(3, b"a", &[1, 1, b'k', 1, b'v'], Codec::None, 1 << 20));

@@ -64,7 +64,11 @@ pub fn write_index(series: &[(Labels, Vec<ChunkRef>)]) -> Vec<u8> {
             let (ks, vs) = (syms[k], syms[v]);
             put_uvarint(&mut out, ks as u64);
             put_uvarint(&mut out, vs as u64);
-            post.entry(ks).or_default().entry(vs).or_default().insert(id as u32);
+            post.entry(ks)
+                .or_default()
+                .entry(vs)
+                .or_default()
+                .insert(id as u32);
         }
         put_uvarint(&mut out, chunks.len() as u64);
         for c in chunks {
@@ -101,7 +105,14 @@ pub fn write_index(series: &[(Labels, Vec<ChunkRef>)]) -> Vec<u8> {
         min_ts = 0;
         max_ts = 0;
     }
-    for v in [symbols_off, series_off, table_off, series.len() as u64, labels_off, postings_off] {
+    for v in [
+        symbols_off,
+        series_off,
+        table_off,
+        series.len() as u64,
+        labels_off,
+        postings_off,
+    ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.extend_from_slice(&min_ts.to_le_bytes());
@@ -157,11 +168,22 @@ impl<D: AsRef<[u8]>> IndexReader<D> {
         }
         let body = n - TOC_LEN;
         let [sym_off, _series_off, table_off, nseries, labels_off, postings_off] = toc;
-        if [sym_off, table_off, labels_off, postings_off].iter().any(|&o| o > body as u64) {
+        if [sym_off, table_off, labels_off, postings_off]
+            .iter()
+            .any(|&o| o > body as u64)
+        {
             return bad("index section out of bounds");
         }
-        let (sym_off, table_off, labels_off, postings_off) = (sym_off as usize, table_off as usize, labels_off as usize, postings_off as usize);
-        if nseries.checked_mul(4).is_none_or(|l| table_off as u64 + l > labels_off as u64) {
+        let (sym_off, table_off, labels_off, postings_off) = (
+            sym_off as usize,
+            table_off as usize,
+            labels_off as usize,
+            postings_off as usize,
+        );
+        if nseries
+            .checked_mul(4)
+            .is_none_or(|l| table_off as u64 + l > labels_off as u64)
+        {
             return bad("series table out of bounds");
         }
         let mut r = Reader::new(&b[sym_off..body]);
@@ -189,7 +211,16 @@ impl<D: AsRef<[u8]>> IndexReader<D> {
         if nsym == 0 && nnames > 0 {
             return bad("labels without symbols");
         }
-        Ok(IndexReader { data, symbols, series_table: table_off, nseries: nseries as usize, labels, postings: postings_off, min_ts, max_ts })
+        Ok(IndexReader {
+            data,
+            symbols,
+            series_table: table_off,
+            nseries: nseries as usize,
+            labels,
+            postings: postings_off,
+            min_ts,
+            max_ts,
+        })
     }
 
     fn sym(&self, i: u64) -> DecodeResult<&str> {
@@ -199,6 +230,7 @@ impl<D: AsRef<[u8]>> IndexReader<D> {
         }
     }
 
+    #[cfg(test)]
     pub fn series_count(&self) -> usize {
         self.nseries
     }
@@ -242,7 +274,14 @@ impl<D: AsRef<[u8]>> IndexReader<D> {
         for _ in 0..n {
             let min_ts = r.varint()?;
             let max_ts = min_ts.wrapping_add(r.uvarint()? as i64);
-            chunks.push(ChunkRef { min_ts, max_ts, offset: r.uvarint()?, len: r.uvarint()?, entries: r.uvarint()?, raw: r.uvarint()? });
+            chunks.push(ChunkRef {
+                min_ts,
+                max_ts,
+                offset: r.uvarint()?,
+                len: r.uvarint()?,
+                entries: r.uvarint()?,
+                raw: r.uvarint()?,
+            });
         }
         Ok((l, chunks))
     }
@@ -262,33 +301,57 @@ impl<D: AsRef<[u8]>> IndexReader<D> {
     }
 
     fn label_entry(&self, name: &str) -> Option<&LabelEntry> {
-        let i = self.labels.binary_search_by(|e| self.symbols.get(e.name as usize).map_or("", |s| s).cmp(name)).ok()?;
+        let i = self
+            .labels
+            .binary_search_by(|e| {
+                self.symbols
+                    .get(e.name as usize)
+                    .map_or("", |s| s)
+                    .cmp(name)
+            })
+            .ok()?;
         self.labels.get(i)
     }
 
     fn bitmap(&self, off: usize, len: usize) -> DecodeResult<RoaringBitmap> {
         let b = self.data.as_ref();
         let s = self.postings + off;
-        let slice = b.get(s..s + len).ok_or_else(|| DecodeError("postings out of bounds".into()))?;
-        RoaringBitmap::deserialize_from(slice).map_err(|e| DecodeError(format!("bad postings: {e}")))
+        let slice = b
+            .get(s..s + len)
+            .ok_or_else(|| DecodeError("postings out of bounds".into()))?;
+        RoaringBitmap::deserialize_from(slice)
+            .map_err(|e| DecodeError(format!("bad postings: {e}")))
     }
 
     /// Label names, sorted.
     pub fn label_names(&self) -> Vec<&str> {
-        self.labels.iter().filter_map(|e| self.symbols.get(e.name as usize).map(|s| &**s)).collect()
+        self.labels
+            .iter()
+            .filter_map(|e| self.symbols.get(e.name as usize).map(|s| &**s))
+            .collect()
     }
 
     /// Values of label `name`, sorted.
     pub fn label_values(&self, name: &str) -> Vec<&str> {
         self.label_entry(name)
-            .map(|e| e.values.iter().filter_map(|v| self.symbols.get(v.0 as usize).map(|s| &**s)).collect())
+            .map(|e| {
+                e.values
+                    .iter()
+                    .filter_map(|v| self.symbols.get(v.0 as usize).map(|s| &**s))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Series ids carrying `name="value"`.
     pub fn postings(&self, name: &str, value: &str) -> DecodeResult<RoaringBitmap> {
-        let Some(e) = self.label_entry(name) else { return Ok(RoaringBitmap::new()) };
-        match e.values.binary_search_by(|v| self.symbols.get(v.0 as usize).map_or("", |s| s).cmp(value)) {
+        let Some(e) = self.label_entry(name) else {
+            return Ok(RoaringBitmap::new());
+        };
+        match e
+            .values
+            .binary_search_by(|v| self.symbols.get(v.0 as usize).map_or("", |s| s).cmp(value))
+        {
             Ok(i) => self.bitmap(e.values[i].1, e.values[i].2),
             Err(_) => Ok(RoaringBitmap::new()),
         }
@@ -308,7 +371,7 @@ impl<D: AsRef<[u8]>> IndexReader<D> {
         let mut acc: Option<RoaringBitmap> = None;
         // Equality matchers first: they are cheapest and most selective.
         let mut order: Vec<&Matcher> = matchers.iter().collect();
-        order.sort_by_key(|m| !(m.op == MatchOp::Eq && !m.value.is_empty()));
+        order.sort_by_key(|m| m.op != MatchOp::Eq || m.value.is_empty());
         for m in order {
             if acc.as_ref().is_some_and(|a| a.is_empty()) {
                 break;
@@ -350,14 +413,30 @@ mod tests {
     use crate::storage::MatchOp;
 
     fn cref(i: u64) -> ChunkRef {
-        ChunkRef { min_ts: -(i as i64) * 10, max_ts: i as i64 * 1000 + 5, offset: i * 100, len: 100, entries: i + 1, raw: 1000 + i }
+        ChunkRef {
+            min_ts: -(i as i64) * 10,
+            max_ts: i as i64 * 1000 + 5,
+            offset: i * 100,
+            len: 100,
+            entries: i + 1,
+            raw: 1000 + i,
+        }
     }
 
     fn sample() -> Vec<(Labels, Vec<ChunkRef>)> {
         let mut v: Vec<(Labels, Vec<ChunkRef>)> = vec![
-            (Labels::from_pairs([("app", "api"), ("env", "prod")]), vec![cref(1)]),
-            (Labels::from_pairs([("app", "api"), ("env", "dev")]), vec![cref(2), cref(3)]),
-            (Labels::from_pairs([("app", "web"), ("env", "prod"), ("pod", "w-1")]), vec![cref(4)]),
+            (
+                Labels::from_pairs([("app", "api"), ("env", "prod")]),
+                vec![cref(1)],
+            ),
+            (
+                Labels::from_pairs([("app", "api"), ("env", "dev")]),
+                vec![cref(2), cref(3)],
+            ),
+            (
+                Labels::from_pairs([("app", "web"), ("env", "prod"), ("pod", "w-1")]),
+                vec![cref(4)],
+            ),
             (Labels::from_pairs([("app", "db")]), vec![]),
         ];
         v.sort_by(|a, b| a.0.cmp(&b.0));
@@ -365,7 +444,9 @@ mod tests {
     }
 
     fn names(r: &IndexReader<Vec<u8>>, bm: &RoaringBitmap) -> Vec<String> {
-        bm.iter().map(|i| r.labels(i).unwrap().to_string()).collect()
+        bm.iter()
+            .map(|i| r.labels(i).unwrap().to_string())
+            .collect()
     }
 
     fn m(n: &str, op: MatchOp, v: &str) -> Matcher {
@@ -385,18 +466,31 @@ mod tests {
         assert_eq!(r.label_names(), vec!["app", "env", "pod"]);
         assert_eq!(r.label_values("app"), vec!["api", "db", "web"]);
         assert_eq!(r.label_values("nope"), Vec::<&str>::new());
-        let sel = r.select(&[m("app", MatchOp::Eq, "api"), m("env", MatchOp::Eq, "prod")]).unwrap();
+        let sel = r
+            .select(&[m("app", MatchOp::Eq, "api"), m("env", MatchOp::Eq, "prod")])
+            .unwrap();
         assert_eq!(names(&r, &sel), vec![r#"{app="api", env="prod"}"#]);
         let sel = r.select(&[m("env", MatchOp::Re, "pr.*")]).unwrap();
-        assert_eq!(names(&r, &sel), vec![r#"{app="api", env="prod"}"#, r#"{app="web", env="prod", pod="w-1"}"#]);
+        assert_eq!(
+            names(&r, &sel),
+            vec![
+                r#"{app="api", env="prod"}"#,
+                r#"{app="web", env="prod", pod="w-1"}"#
+            ]
+        );
         // != matches series without the label too.
         let sel = r.select(&[m("env", MatchOp::Neq, "prod")]).unwrap();
-        assert_eq!(names(&r, &sel), vec![r#"{app="api", env="dev"}"#, r#"{app="db"}"#]);
+        assert_eq!(
+            names(&r, &sel),
+            vec![r#"{app="api", env="dev"}"#, r#"{app="db"}"#]
+        );
         let sel = r.select(&[m("app", MatchOp::Nre, "a.*|w.*")]).unwrap();
         assert_eq!(names(&r, &sel), vec![r#"{app="db"}"#]);
         let sel = r.select(&[m("pod", MatchOp::Eq, "")]).unwrap();
         assert_eq!(sel.len(), 3);
-        let sel = r.select(&[m("app", MatchOp::Re, ".+"), m("env", MatchOp::Eq, "nope")]).unwrap();
+        let sel = r
+            .select(&[m("app", MatchOp::Re, ".+"), m("env", MatchOp::Eq, "nope")])
+            .unwrap();
         assert!(sel.is_empty());
         assert_eq!(r.select(&[]).unwrap().len(), 4);
         assert_eq!(r.find(&s[3].0).unwrap(), Some(3));
@@ -416,6 +510,9 @@ mod tests {
         }
         let empty = IndexReader::open(write_index(&[])).unwrap();
         assert_eq!(empty.series_count(), 0);
-        assert!(empty.select(&[m("a", MatchOp::Re, ".*")]).unwrap().is_empty());
+        assert!(empty
+            .select(&[m("a", MatchOp::Re, ".*")])
+            .unwrap()
+            .is_empty());
     }
 }

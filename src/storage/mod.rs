@@ -138,7 +138,11 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Matcher, regex::Error> {
+    pub fn new(
+        name: impl Into<String>,
+        op: MatchOp,
+        value: impl Into<String>,
+    ) -> Result<Matcher, regex::Error> {
         let value = value.into();
         let re = match op {
             MatchOp::Re | MatchOp::Nre => Some(
@@ -148,7 +152,12 @@ impl Matcher {
             ),
             _ => None,
         };
-        Ok(Matcher { name: name.into(), op, value, re })
+        Ok(Matcher {
+            name: name.into(),
+            op,
+            value,
+            re,
+        })
     }
 
     /// Whether a label value (empty when the label is absent) matches.
@@ -308,8 +317,15 @@ impl Store {
                     e.tick(&mut last_flush);
                 }
             })
-            .map_err(|e| StorageError::Io { path: PathBuf::from("<thread>"), source: e })?;
-        Ok(Arc::new(Store { engine, stop, bg: parking_lot::Mutex::new(Some(bg)) }))
+            .map_err(|e| StorageError::Io {
+                path: PathBuf::from("<thread>"),
+                source: e,
+            })?;
+        Ok(Arc::new(Store {
+            engine,
+            stop,
+            bg: parking_lot::Mutex::new(Some(bg)),
+        }))
     }
 
     /// Appends entries; on `Ok` they are in the WAL under the sync policy.
@@ -319,7 +335,13 @@ impl Store {
 
     /// Streams of `tenant` matching all `matchers` that may have entries in
     /// `[from, through)`, sorted by labels.
-    pub fn select_series(&self, tenant: &str, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<SeriesRef>> {
+    pub fn select_series(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<SeriesRef>> {
         self.engine.select_series(tenant, matchers, from, through)
     }
 
@@ -336,22 +358,44 @@ impl Store {
         cols: ReadColumns,
         stats: &mut ReadStats,
     ) -> Result<BlockIter> {
-        Ok(Box::new(self.engine.read_stream(tenant, series, from, through, dir, cols, stats)?))
+        Ok(Box::new(self.engine.read_stream(
+            tenant, series, from, through, dir, cols, stats,
+        )?))
     }
 
     /// Label names of streams matching `matchers` (all streams when empty)
     /// with entries in `[from, through)`, sorted.
-    pub fn label_names(&self, tenant: &str, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<String>> {
+    pub fn label_names(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<String>> {
         self.engine.label_names(tenant, matchers, from, through)
     }
 
     /// Values of label `name` over matching streams, sorted.
-    pub fn label_values(&self, tenant: &str, name: &str, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<String>> {
-        self.engine.label_values(tenant, name, matchers, from, through)
+    pub fn label_values(
+        &self,
+        tenant: &str,
+        name: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<String>> {
+        self.engine
+            .label_values(tenant, name, matchers, from, through)
     }
 
     /// Streams, chunks, entries and bytes of matching streams in the range.
-    pub fn index_stats(&self, tenant: &str, matchers: &[Matcher], from: i64, through: i64) -> Result<IndexStats> {
+    pub fn index_stats(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<IndexStats> {
         self.engine.index_stats(tenant, matchers, from, through)
     }
 

@@ -63,7 +63,13 @@ pub struct MergeIter {
 }
 
 impl MergeIter {
-    pub fn new(mut sources: Vec<Source>, from: i64, through: i64, dir: Direction, cols: ReadColumns) -> MergeIter {
+    pub fn new(
+        mut sources: Vec<Source>,
+        from: i64,
+        through: i64,
+        dir: Direction,
+        cols: ReadColumns,
+    ) -> MergeIter {
         let fwd = dir == Direction::Forward;
         sources.retain(|s| s.min_ts < through && s.max_ts >= from && !s.blocks.is_empty());
         if fwd {
@@ -89,7 +95,11 @@ impl MergeIter {
     }
 
     fn ts_at(&self, c: &Cursor) -> i64 {
-        let i = if self.fwd { c.pos } else { c.cur.len() - 1 - c.pos };
+        let i = if self.fwd {
+            c.pos
+        } else {
+            c.cur.len() - 1 - c.pos
+        };
         c.cur.timestamps[i]
     }
 
@@ -101,7 +111,11 @@ impl MergeIter {
             if c.pos < c.cur.len() {
                 return Ok(true);
             }
-            let next = if self.fwd { c.blocks.pop_front() } else { c.blocks.pop_back() };
+            let next = if self.fwd {
+                c.blocks.pop_front()
+            } else {
+                c.blocks.pop_back()
+            };
             let Some(b) = next else { return Ok(false) };
             c.pos = 0;
             match b {
@@ -112,7 +126,10 @@ impl MergeIter {
                         continue;
                     }
                     decode_block(c.codec, &eb.data, self.cols, &mut c.cur, &mut self.interner)
-                        .map_err(|e| StorageError::DataCorruption { path: (*c.origin).clone(), detail: e.to_string() })?;
+                        .map_err(|e| StorageError::DataCorruption {
+                            path: (*c.origin).clone(),
+                            detail: e.to_string(),
+                        })?;
                 }
             }
             trim(&mut c.cur, self.from, self.through);
@@ -121,8 +138,16 @@ impl MergeIter {
 
     fn open_pending(&mut self) -> Result<()> {
         loop {
-            let frontier = self.active.iter().map(|c| self.ts_at(c)).reduce(|a, b| if self.fwd { a.min(b) } else { a.max(b) });
-            let Some(p) = self.pending.last() else { return Ok(()) };
+            let frontier = self.active.iter().map(|c| self.ts_at(c)).reduce(|a, b| {
+                if self.fwd {
+                    a.min(b)
+                } else {
+                    a.max(b)
+                }
+            });
+            let Some(p) = self.pending.last() else {
+                return Ok(());
+            };
             let due = match frontier {
                 None => true,
                 Some(f) => {
@@ -136,8 +161,17 @@ impl MergeIter {
             if !due {
                 return Ok(());
             }
-            let Some(s) = self.pending.pop() else { return Ok(()) };
-            self.active.push(Cursor { id: self.next_id, codec: s.codec, origin: s.origin, blocks: s.blocks.into(), cur: EntryBlock::default(), pos: 0 });
+            let Some(s) = self.pending.pop() else {
+                return Ok(());
+            };
+            self.active.push(Cursor {
+                id: self.next_id,
+                codec: s.codec,
+                origin: s.origin,
+                blocks: s.blocks.into(),
+                cur: EntryBlock::default(),
+                pos: 0,
+            });
             self.next_id += 1;
             let k = self.active.len() - 1;
             if !self.fill(k)? {
@@ -149,13 +183,22 @@ impl MergeIter {
     /// Whether the entry at cursor `k` duplicates one already in `out`.
     fn is_dup(&self, k: usize, ts: i64) -> bool {
         let c = &self.active[k];
-        let i = if self.fwd { c.pos } else { c.cur.len() - 1 - c.pos };
+        let i = if self.fwd {
+            c.pos
+        } else {
+            c.cur.len() - 1 - c.pos
+        };
         for (j, &src) in self.run_src.iter().enumerate() {
             let o = self.run_start + j;
-            if src == c.id || self.out.timestamps[o] != ts || self.out.line_lens[o] != c.cur.line_lens[i] {
+            if src == c.id
+                || self.out.timestamps[o] != ts
+                || self.out.line_lens[o] != c.cur.line_lens[i]
+            {
                 continue;
             }
-            if self.cols == ReadColumns::TimestampsAndSizes || (self.out.line(o) == c.cur.line(i) && self.out.metadata[o] == c.cur.metadata[i]) {
+            if self.cols == ReadColumns::TimestampsAndSizes
+                || (self.out.line(o) == c.cur.line(i) && self.out.metadata[o] == c.cur.metadata[i])
+            {
                 return true;
             }
         }
@@ -164,7 +207,11 @@ impl MergeIter {
 
     fn push_entry(&mut self, k: usize) {
         let c = &self.active[k];
-        let i = if self.fwd { c.pos } else { c.cur.len() - 1 - c.pos };
+        let i = if self.fwd {
+            c.pos
+        } else {
+            c.cur.len() - 1 - c.pos
+        };
         let ts = c.cur.timestamps[i];
         if self.out.timestamps.last() != Some(&ts) {
             self.run_src.clear();
@@ -197,7 +244,11 @@ impl MergeIter {
         loop {
             self.open_pending()?;
             if self.active.is_empty() {
-                return Ok(if self.out.is_empty() { None } else { Some(self.take_out()) });
+                return Ok(if self.out.is_empty() {
+                    None
+                } else {
+                    Some(self.take_out())
+                });
             }
             // Pass a whole decoded block through when nothing else overlaps it.
             if self.active.len() == 1 && self.out.is_empty() && self.active[0].pos == 0 {
@@ -234,7 +285,9 @@ impl MergeIter {
                 }
             }
             let last = self.out.timestamps.last().copied();
-            if last != Some(best_ts) && (self.out.len() >= OUT_ENTRIES || self.out.lines.len() >= OUT_BYTES) {
+            if last != Some(best_ts)
+                && (self.out.len() >= OUT_ENTRIES || self.out.lines.len() >= OUT_BYTES)
+            {
                 return Ok(Some(self.take_out()));
             }
             if last == Some(best_ts) && self.is_dup(best, best_ts) {
@@ -311,7 +364,9 @@ fn reverse(b: &mut EntryBlock) {
     let mut offs = Vec::with_capacity(b.line_offsets.len());
     offs.push(0u32);
     for i in (0..b.line_offsets.len() - 1).rev() {
-        lines.extend_from_slice(&b.lines[b.line_offsets[i] as usize..b.line_offsets[i + 1] as usize]);
+        lines.extend_from_slice(
+            &b.lines[b.line_offsets[i] as usize..b.line_offsets[i + 1] as usize],
+        );
         offs.push(lines.len() as u32);
     }
     b.lines = lines;

@@ -16,22 +16,61 @@ fn lbl(app: &str) -> Labels {
 }
 
 fn entry(ts: i64, line: &str) -> PushEntry {
-    PushEntry { ts, line: line.to_string(), metadata: Vec::new() }
+    PushEntry {
+        ts,
+        line: line.to_string(),
+        metadata: Vec::new(),
+    }
 }
 
 fn push(s: &Store, tenant: &str, app: &str, entries: Vec<PushEntry>) -> AppendOutcome {
-    s.append(tenant, vec![PushStream { labels: lbl(app), entries }]).unwrap()
+    s.append(
+        tenant,
+        vec![PushStream {
+            labels: lbl(app),
+            entries,
+        }],
+    )
+    .unwrap()
 }
 
-fn read(s: &Store, tenant: &str, app: &str, from: i64, through: i64, dir: Direction) -> Vec<(i64, String)> {
-    let series = SeriesRef { labels: lbl(app), id: lbl(app).stable_hash() };
+fn read(
+    s: &Store,
+    tenant: &str,
+    app: &str,
+    from: i64,
+    through: i64,
+    dir: Direction,
+) -> Vec<(i64, String)> {
+    let series = SeriesRef {
+        labels: lbl(app),
+        id: lbl(app).stable_hash(),
+    };
     let mut stats = ReadStats::default();
     let mut out = Vec::new();
-    let blocks: Vec<EntryBlock> = s.read_stream(tenant, &series, from, through, dir, ReadColumns::All, &mut stats).unwrap().map(|b| b.unwrap()).collect();
+    let blocks: Vec<EntryBlock> = s
+        .read_stream(
+            tenant,
+            &series,
+            from,
+            through,
+            dir,
+            ReadColumns::All,
+            &mut stats,
+        )
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect();
     for b in &blocks {
-        assert!(b.timestamps.windows(2).all(|w| w[0] <= w[1]), "block not ascending");
+        assert!(
+            b.timestamps.windows(2).all(|w| w[0] <= w[1]),
+            "block not ascending"
+        );
         for i in 0..b.len() {
-            out.push((b.timestamps[i], String::from_utf8(b.line(i).to_vec()).unwrap()));
+            out.push((
+                b.timestamps[i],
+                String::from_utf8(b.line(i).to_vec()).unwrap(),
+            ));
         }
     }
     if dir == Direction::Backward {
@@ -42,7 +81,10 @@ fn read(s: &Store, tenant: &str, app: &str, from: i64, through: i64, dir: Direct
         let mut asc = Vec::new();
         for b in blocks.iter().rev() {
             for i in 0..b.len() {
-                asc.push((b.timestamps[i], String::from_utf8(b.line(i).to_vec()).unwrap()));
+                asc.push((
+                    b.timestamps[i],
+                    String::from_utf8(b.line(i).to_vec()).unwrap(),
+                ));
             }
         }
         return asc;
@@ -55,7 +97,9 @@ fn expected(range: std::ops::Range<i64>) -> Vec<(i64, String)> {
 }
 
 fn entries(range: std::ops::Range<i64>) -> Vec<PushEntry> {
-    range.map(|i| entry(i * 1000, &format!("line {i}"))).collect()
+    range
+        .map(|i| entry(i * 1000, &format!("line {i}")))
+        .collect()
 }
 
 const ALL: (i64, i64) = (i64::MIN, i64::MAX);
@@ -65,28 +109,76 @@ fn append_and_read_back_from_head() {
     let d = tempfile::tempdir().unwrap();
     let s = Store::open(cfg(d.path())).unwrap();
     let o = push(&s, "t1", "api", entries(0..100));
-    assert_eq!(o, AppendOutcome { accepted: 100, duplicates: 0, new_streams: 1 });
+    assert_eq!(
+        o,
+        AppendOutcome {
+            accepted: 100,
+            duplicates: 0,
+            new_streams: 1
+        }
+    );
     let o = push(&s, "t1", "api", entries(100..110));
     assert_eq!(o.new_streams, 0);
     push(&s, "t1", "web", entries(0..5));
     push(&s, "t2", "api", entries(0..1));
-    assert_eq!(read(&s, "t1", "api", ALL.0, ALL.1, Direction::Forward), expected(0..110));
-    assert_eq!(read(&s, "t1", "api", 5000, 7000, Direction::Forward), expected(5..7));
-    assert_eq!(read(&s, "t1", "api", 5000, 7000, Direction::Backward), expected(5..7));
-    assert_eq!(read(&s, "nobody", "api", ALL.0, ALL.1, Direction::Forward), vec![]);
-    let all = s.select_series("t1", &[Matcher::new("env", MatchOp::Eq, "prod").unwrap()], ALL.0, ALL.1).unwrap();
-    assert_eq!(all.iter().map(|r| r.labels.get("app").unwrap()).collect::<Vec<_>>(), vec!["api", "web"]);
+    assert_eq!(
+        read(&s, "t1", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..110)
+    );
+    assert_eq!(
+        read(&s, "t1", "api", 5000, 7000, Direction::Forward),
+        expected(5..7)
+    );
+    assert_eq!(
+        read(&s, "t1", "api", 5000, 7000, Direction::Backward),
+        expected(5..7)
+    );
+    assert_eq!(
+        read(&s, "nobody", "api", ALL.0, ALL.1, Direction::Forward),
+        vec![]
+    );
+    let all = s
+        .select_series(
+            "t1",
+            &[Matcher::new("env", MatchOp::Eq, "prod").unwrap()],
+            ALL.0,
+            ALL.1,
+        )
+        .unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| r.labels.get("app").unwrap())
+            .collect::<Vec<_>>(),
+        vec!["api", "web"]
+    );
     assert_eq!(all[0].id, lbl("api").stable_hash());
     // web only has entries up to ts 4000.
     assert_eq!(s.select_series("t1", &[], 5000, 10_000).unwrap().len(), 1);
-    assert_eq!(s.label_names("t1", &[], ALL.0, ALL.1).unwrap(), vec!["app", "env"]);
-    assert_eq!(s.label_values("t1", "app", &[], ALL.0, ALL.1).unwrap(), vec!["api", "web"]);
+    assert_eq!(
+        s.label_names("t1", &[], ALL.0, ALL.1).unwrap(),
+        vec!["app", "env"]
+    );
+    assert_eq!(
+        s.label_values("t1", "app", &[], ALL.0, ALL.1).unwrap(),
+        vec!["api", "web"]
+    );
     let m = [Matcher::new("app", MatchOp::Re, "w.*").unwrap()];
-    assert_eq!(s.label_values("t1", "app", &m, ALL.0, ALL.1).unwrap(), vec!["web"]);
+    assert_eq!(
+        s.label_values("t1", "app", &m, ALL.0, ALL.1).unwrap(),
+        vec!["web"]
+    );
     let st = s.index_stats("t1", &[], ALL.0, ALL.1).unwrap();
     // "line N" is 5 + digits bytes: 10*6 + 90*7 + 10*8 for api, 5*6 for web.
     let bytes = 10 * 6 + 90 * 7 + 10 * 8 + 5 * 6;
-    assert_eq!(st, IndexStats { streams: 2, chunks: 2, entries: 115, bytes });
+    assert_eq!(
+        st,
+        IndexStats {
+            streams: 2,
+            chunks: 2,
+            entries: 115,
+            bytes
+        }
+    );
     assert_eq!(s.active_streams("t1"), 2);
     assert_eq!(s.tenants(), vec!["t1", "t2"]);
 }
@@ -95,19 +187,54 @@ fn append_and_read_back_from_head() {
 fn metadata_and_timestamps_only() {
     let d = tempfile::tempdir().unwrap();
     let s = Store::open(cfg(d.path())).unwrap();
-    let e = PushEntry { ts: 1_700_000_000_123_456_789, line: "hello".into(), metadata: vec![("trace_id".into(), "abc".into())] };
-    push(&s, "t", "api", vec![e, entry(1_700_000_000_123_456_790, "xy")]);
+    let e = PushEntry {
+        ts: 1_700_000_000_123_456_789,
+        line: "hello".into(),
+        metadata: vec![("trace_id".into(), "abc".into())],
+    };
+    push(
+        &s,
+        "t",
+        "api",
+        vec![e, entry(1_700_000_000_123_456_790, "xy")],
+    );
     for flushed in [false, true] {
-        let series = SeriesRef { labels: lbl("api"), id: 0 };
+        let series = SeriesRef {
+            labels: lbl("api"),
+            id: 0,
+        };
         let mut stats = ReadStats::default();
-        let b: Vec<EntryBlock> = s.read_stream("t", &series, ALL.0, ALL.1, Direction::Forward, ReadColumns::All, &mut stats).unwrap().map(|b| b.unwrap()).collect();
+        let b: Vec<EntryBlock> = s
+            .read_stream(
+                "t",
+                &series,
+                ALL.0,
+                ALL.1,
+                Direction::Forward,
+                ReadColumns::All,
+                &mut stats,
+            )
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
         assert_eq!(b.len(), 1);
-        assert_eq!(b[0].timestamps, vec![1_700_000_000_123_456_789, 1_700_000_000_123_456_790]);
+        assert_eq!(
+            b[0].timestamps,
+            vec![1_700_000_000_123_456_789, 1_700_000_000_123_456_790]
+        );
         assert_eq!(&*b[0].metadata[0][0].0, "trace_id");
         assert_eq!(&*b[0].metadata[0][0].1, "abc");
         assert!(b[0].metadata[1].is_empty());
         let b: Vec<EntryBlock> = s
-            .read_stream("t", &series, ALL.0, ALL.1, Direction::Forward, ReadColumns::TimestampsAndSizes, &mut stats)
+            .read_stream(
+                "t",
+                &series,
+                ALL.0,
+                ALL.1,
+                Direction::Forward,
+                ReadColumns::TimestampsAndSizes,
+                &mut stats,
+            )
             .unwrap()
             .map(|b| b.unwrap())
             .collect();
@@ -134,25 +261,62 @@ fn flush_then_read_from_blocks() {
     push(&s, "t1", "web", entries(0..10));
     s.flush().unwrap();
     assert_eq!(s.active_streams("t1"), 0);
-    let blocks: Vec<_> = std::fs::read_dir(d.path().join("tenants/t1/blocks")).unwrap().collect();
+    let blocks: Vec<_> = std::fs::read_dir(d.path().join("tenants/t1/blocks"))
+        .unwrap()
+        .collect();
     assert_eq!(blocks.len(), 1);
     // Only the segment written after the flush remains.
     assert_eq!(std::fs::read_dir(d.path().join("wal")).unwrap().count(), 1);
-    assert_eq!(read(&s, "t1", "api", ALL.0, ALL.1, Direction::Forward), expected(0..300));
-    assert_eq!(read(&s, "t1", "api", ALL.0, ALL.1, Direction::Backward), expected(0..300));
-    assert_eq!(read(&s, "t1", "api", 150_000, 160_500, Direction::Forward), expected(150..161));
-    assert_eq!(s.select_series("t1", &[Matcher::new("app", MatchOp::Eq, "web").unwrap()], ALL.0, ALL.1).unwrap().len(), 1);
-    assert_eq!(s.label_values("t1", "app", &[], ALL.0, ALL.1).unwrap(), vec!["api", "web"]);
+    assert_eq!(
+        read(&s, "t1", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..300)
+    );
+    assert_eq!(
+        read(&s, "t1", "api", ALL.0, ALL.1, Direction::Backward),
+        expected(0..300)
+    );
+    assert_eq!(
+        read(&s, "t1", "api", 150_000, 160_500, Direction::Forward),
+        expected(150..161)
+    );
+    assert_eq!(
+        s.select_series(
+            "t1",
+            &[Matcher::new("app", MatchOp::Eq, "web").unwrap()],
+            ALL.0,
+            ALL.1
+        )
+        .unwrap()
+        .len(),
+        1
+    );
+    assert_eq!(
+        s.label_values("t1", "app", &[], ALL.0, ALL.1).unwrap(),
+        vec!["api", "web"]
+    );
     // New data on top of a block: read merges head and block.
     push(&s, "t1", "api", entries(300..310));
-    assert_eq!(read(&s, "t1", "api", ALL.0, ALL.1, Direction::Forward), expected(0..310));
-    let st = s.index_stats("t1", &[Matcher::new("app", MatchOp::Eq, "api").unwrap()], ALL.0, ALL.1).unwrap();
+    assert_eq!(
+        read(&s, "t1", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..310)
+    );
+    let st = s
+        .index_stats(
+            "t1",
+            &[Matcher::new("app", MatchOp::Eq, "api").unwrap()],
+            ALL.0,
+            ALL.1,
+        )
+        .unwrap();
     assert_eq!((st.streams, st.entries), (1, 310));
     assert!(st.chunks > 2);
     drop(s);
     // Blocks and the WAL survive a restart.
     let s = Store::open(cfg(d.path())).unwrap();
-    assert_eq!(read(&s, "t1", "api", ALL.0, ALL.1, Direction::Forward), expected(0..310));
+    assert_eq!(
+        read(&s, "t1", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..310)
+    );
     assert_eq!(s.tenants(), vec!["t1"]);
 }
 
@@ -170,15 +334,24 @@ fn reopen_without_flush_replays_wal() {
     drop(s);
     assert!(std::fs::read_dir(d.path().join("wal")).unwrap().count() > 2);
     let s = Store::open(c.clone()).unwrap();
-    assert_eq!(read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward), expected(0..200));
-    assert_eq!(read(&s, "t", "web", ALL.0, ALL.1, Direction::Forward), expected(0..3));
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..200)
+    );
+    assert_eq!(
+        read(&s, "t", "web", ALL.0, ALL.1, Direction::Forward),
+        expected(0..3)
+    );
     assert_eq!(s.active_streams("t"), 2);
     // Again after a flush plus more appends: blocks plus replay.
     s.flush().unwrap();
     push(&s, "t", "api", entries(200..205));
     drop(s);
     let s = Store::open(c).unwrap();
-    assert_eq!(read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward), expected(0..205));
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..205)
+    );
 }
 
 #[test]
@@ -188,18 +361,28 @@ fn torn_wal_keeps_everything_before_the_damage() {
     push(&s, "t", "api", entries(0..10));
     push(&s, "t", "api", entries(10..20));
     drop(s);
-    let seg = std::fs::read_dir(d.path().join("wal")).unwrap().map(|e| e.unwrap().path()).max().unwrap();
+    let seg = std::fs::read_dir(d.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
     let len = std::fs::metadata(&seg).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
     f.set_len(len - 5).unwrap();
     drop(f);
     let s = Store::open(cfg(d.path())).unwrap();
-    assert_eq!(read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward), expected(0..10));
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..10)
+    );
     // The store keeps working after the repair.
     push(&s, "t", "api", entries(10..12));
     drop(s);
     let s = Store::open(cfg(d.path())).unwrap();
-    assert_eq!(read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward), expected(0..12));
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..12)
+    );
 }
 
 #[test]
@@ -216,8 +399,14 @@ fn out_of_order_and_duplicates() {
     let o = push(&s, "t", "api", entries(0..2));
     assert_eq!(o.accepted + o.duplicates, 2);
     assert_eq!(o.duplicates, 2);
-    assert_eq!(read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward), expected(0..60));
-    assert_eq!(read(&s, "t", "api", ALL.0, ALL.1, Direction::Backward), expected(0..60));
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..60)
+    );
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Backward),
+        expected(0..60)
+    );
     s.flush().unwrap();
     // The same entries again, now duplicating flushed ones: dropped on read.
     push(&s, "t", "api", entries(10..20));
@@ -232,7 +421,10 @@ fn out_of_order_and_duplicates() {
     let mut w = want.clone();
     w.sort();
     assert_eq!(g, w);
-    assert_eq!(read(&s, "t", "api", ALL.0, ALL.1, Direction::Backward).len(), 61);
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Backward).len(),
+        61
+    );
 }
 
 #[test]
@@ -244,8 +436,17 @@ fn concurrent_appends_all_land() {
             let s = s.clone();
             std::thread::spawn(move || {
                 for b in 0..10 {
-                    let e = (0..50).map(|i| entry((b * 50 + i) * 4 + k, &format!("w{k} {b} {i}"))).collect();
-                    s.append("t", vec![PushStream { labels: lbl("api"), entries: e }]).unwrap();
+                    let e = (0..50)
+                        .map(|i| entry((b * 50 + i) * 4 + k, &format!("w{k} {b} {i}")))
+                        .collect();
+                    s.append(
+                        "t",
+                        vec![PushStream {
+                            labels: lbl("api"),
+                            entries: e,
+                        }],
+                    )
+                    .unwrap();
                 }
             })
         })
@@ -258,7 +459,10 @@ fn concurrent_appends_all_land() {
     assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
     drop(s);
     let s = Store::open(cfg(d.path())).unwrap();
-    assert_eq!(read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward).len(), 2000);
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward).len(),
+        2000
+    );
 }
 
 #[test]
@@ -269,14 +473,32 @@ fn retention_deletes_old_blocks() {
     let s = Store::open(c).unwrap();
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
     // 2001-09-09: far past the retention period.
-    push(&s, "t", "old", vec![entry(1_000_000_000_000_000_000, "ancient")]);
+    push(
+        &s,
+        "t",
+        "old",
+        vec![entry(1_000_000_000_000_000_000, "ancient")],
+    );
     push(&s, "t", "new", vec![entry(now, "fresh")]);
     s.flush().unwrap();
-    assert_eq!(std::fs::read_dir(d.path().join("tenants/t/blocks")).unwrap().count(), 2);
+    assert_eq!(
+        std::fs::read_dir(d.path().join("tenants/t/blocks"))
+            .unwrap()
+            .count(),
+        2
+    );
     s.apply_retention().unwrap();
-    assert_eq!(std::fs::read_dir(d.path().join("tenants/t/blocks")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(d.path().join("tenants/t/blocks"))
+            .unwrap()
+            .count(),
+        1
+    );
     assert!(read(&s, "t", "old", ALL.0, ALL.1, Direction::Forward).is_empty());
-    assert_eq!(read(&s, "t", "new", ALL.0, ALL.1, Direction::Forward), vec![(now, "fresh".to_string())]);
+    assert_eq!(
+        read(&s, "t", "new", ALL.0, ALL.1, Direction::Forward),
+        vec![(now, "fresh".to_string())]
+    );
 }
 
 #[test]
@@ -285,13 +507,28 @@ fn shutdown_flushes_and_refuses_appends() {
     let s = Store::open(cfg(d.path())).unwrap();
     push(&s, "a/../b", "api", entries(0..3));
     s.shutdown().unwrap();
-    assert!(matches!(s.append("x", vec![PushStream { labels: lbl("api"), entries: entries(0..1) }]), Err(StorageError::ShuttingDown)));
+    assert!(matches!(
+        s.append(
+            "x",
+            vec![PushStream {
+                labels: lbl("api"),
+                entries: entries(0..1)
+            }]
+        ),
+        Err(StorageError::ShuttingDown)
+    ));
     assert!(d.path().join("tenants/a%2F%2E%2E%2Fb/blocks").is_dir());
     drop(s);
     let s = Store::open(cfg(d.path())).unwrap();
     assert_eq!(s.tenants(), vec!["a/../b"]);
-    assert_eq!(read(&s, "a/../b", "api", ALL.0, ALL.1, Direction::Forward), expected(0..3));
-    assert!(matches!(s.append("", vec![]), Err(StorageError::InvalidTenant(_))));
+    assert_eq!(
+        read(&s, "a/../b", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..3)
+    );
+    assert!(matches!(
+        s.append("", vec![]),
+        Err(StorageError::InvalidTenant(_))
+    ));
 }
 
 #[test]
@@ -308,5 +545,8 @@ fn background_flush_cuts_idle_heads() {
         tries += 1;
     }
     assert_eq!(s.active_streams("t"), 0);
-    assert_eq!(read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward), expected(0..5));
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..5)
+    );
 }

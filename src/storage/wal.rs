@@ -30,7 +30,10 @@ pub const RECORD_HEADER: usize = 9;
 pub const REC_PUSH: u8 = 1;
 
 fn io_err(path: &Path, source: std::io::Error) -> StorageError {
-    StorageError::Io { path: path.to_path_buf(), source }
+    StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 pub fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -49,7 +52,10 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>> {
         let e = e.map_err(|e| io_err(dir, e))?;
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(n) = name.strip_suffix(".wal").and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(n) = name
+            .strip_suffix(".wal")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             v.push(n);
         }
     }
@@ -58,7 +64,9 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>> {
 }
 
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| io_err(dir, e))
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_err(dir, e))
 }
 
 struct WalState {
@@ -101,7 +109,12 @@ pub struct Wal {
 
 fn create_segment(dir: &Path, n: u64) -> Result<SegFile> {
     let path = segment_path(dir, n);
-    let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(|e| io_err(&path, e))?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_err(&path, e))?;
     let mut hdr = [0u8; HEADER_LEN];
     hdr[..4].copy_from_slice(WAL_MAGIC);
     hdr[4] = WAL_VERSION;
@@ -282,7 +295,8 @@ impl Wal {
         }
         st.leader = true;
         let next = st.segment + 1;
-        let r = parking_lot::MutexGuard::unlocked(&mut st, || self.write_out(&[], Some(next), false));
+        let r =
+            parking_lot::MutexGuard::unlocked(&mut st, || self.write_out(&[], Some(next), false));
         if r.is_ok() {
             st.segment = next;
             st.seg_bytes = HEADER_LEN as u64;
@@ -320,7 +334,9 @@ fn check_record(data: &[u8], pos: usize) -> std::result::Result<(u8, usize, usiz
     let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
     let typ = rest[8];
     if len > rest.len() - RECORD_HEADER {
-        return Err(format!("record of {len} bytes runs past the end of the file"));
+        return Err(format!(
+            "record of {len} bytes runs past the end of the file"
+        ));
     }
     if crc32c::crc32c(&rest[8..RECORD_HEADER + len]) != crc {
         return Err("checksum mismatch".into());
@@ -334,7 +350,10 @@ fn check_record(data: &[u8], pos: usize) -> std::result::Result<(u8, usize, usiz
 /// Replays every segment in `dir` in order, calling `apply(segment, type,
 /// payload)` per record. A damaged tail is truncated away with a warning; a
 /// payload that `apply` rejects counts as damage. Returns the segments seen.
-pub fn replay(dir: &Path, mut apply: impl FnMut(u64, u8, &[u8]) -> std::result::Result<(), String>) -> Result<Vec<u64>> {
+pub fn replay(
+    dir: &Path,
+    mut apply: impl FnMut(u64, u8, &[u8]) -> std::result::Result<(), String>,
+) -> Result<Vec<u64>> {
     let segs = list_segments(dir)?;
     for &s in &segs {
         let path = segment_path(dir, s);
@@ -360,7 +379,10 @@ pub fn replay(dir: &Path, mut apply: impl FnMut(u64, u8, &[u8]) -> std::result::
         }
         if let Some((offset, reason)) = bad {
             tracing::warn!(message = "Truncating damaged WAL segment.", file = %path.display(), offset, reason = %reason);
-            let f = OpenOptions::new().write(true).open(&path).map_err(|e| io_err(&path, e))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_err(&path, e))?;
             f.set_len(offset as u64).map_err(|e| io_err(&path, e))?;
             f.sync_all().map_err(|e| io_err(&path, e))?;
         }
@@ -388,7 +410,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let wal = Wal::create(d.path(), 1, 64, SyncPolicy::Batch).unwrap();
         for i in 0..10u8 {
-            wal.append(REC_PUSH, |b| b.extend_from_slice(&[i; 30])).unwrap();
+            wal.append(REC_PUSH, |b| b.extend_from_slice(&[i; 30]))
+                .unwrap();
         }
         drop(wal);
         let got = collect(d.path());
@@ -411,7 +434,8 @@ mod tests {
                 let wal = wal.clone();
                 std::thread::spawn(move || {
                     for i in 0..50u8 {
-                        wal.append(REC_PUSH, |b| b.extend_from_slice(&[t, i])).unwrap();
+                        wal.append(REC_PUSH, |b| b.extend_from_slice(&[t, i]))
+                            .unwrap();
                     }
                 })
             })
@@ -422,15 +446,19 @@ mod tests {
         drop(wal);
         let mut got: Vec<Vec<u8>> = collect(d.path()).into_iter().map(|x| x.1).collect();
         got.sort();
-        let mut want: Vec<Vec<u8>> = (0..4u8).flat_map(|t| (0..50u8).map(move |i| vec![t, i])).collect();
+        let mut want: Vec<Vec<u8>> = (0..4u8)
+            .flat_map(|t| (0..50u8).map(move |i| vec![t, i]))
+            .collect();
         want.sort();
         assert_eq!(got, want);
     }
 
     fn two_records(d: &Path) -> PathBuf {
         let wal = Wal::create(d, 7, 1 << 20, SyncPolicy::None).unwrap();
-        wal.append(REC_PUSH, |b| b.extend_from_slice(b"first")).unwrap();
-        wal.append(REC_PUSH, |b| b.extend_from_slice(b"second")).unwrap();
+        wal.append(REC_PUSH, |b| b.extend_from_slice(b"first"))
+            .unwrap();
+        wal.append(REC_PUSH, |b| b.extend_from_slice(b"second"))
+            .unwrap();
         segment_path(d, 7)
     }
 
@@ -443,7 +471,10 @@ mod tests {
         f.write_all(b"\x05\x00\x00\x00garbage!!").unwrap();
         drop(f);
         let got = collect(d.path());
-        assert_eq!(got.iter().map(|x| x.1.clone()).collect::<Vec<_>>(), vec![b"first".to_vec(), b"second".to_vec()]);
+        assert_eq!(
+            got.iter().map(|x| x.1.clone()).collect::<Vec<_>>(),
+            vec![b"first".to_vec(), b"second".to_vec()]
+        );
         assert_eq!(std::fs::metadata(&p).unwrap().len(), good);
         // Idempotent: a second replay sees a clean file.
         assert_eq!(collect(d.path()).len(), 2);
@@ -461,7 +492,10 @@ mod tests {
         let got = collect(d.path());
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].1, b"first");
-        assert_eq!(std::fs::metadata(&p).unwrap().len(), (HEADER_LEN + RECORD_HEADER + 5) as u64);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            (HEADER_LEN + RECORD_HEADER + 5) as u64
+        );
     }
 
     #[test]
