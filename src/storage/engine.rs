@@ -93,6 +93,9 @@ impl Tenant {
 
 pub struct Engine {
     cfg: StorageConfig,
+    /// Holds an exclusive `flock` on `data_dir/LOCK` for the engine's life,
+    /// so two processes never share a data directory.
+    _lock: std::fs::File,
     wal: Wal,
     gate: RwLock<()>,
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
@@ -112,6 +115,30 @@ fn io_err(path: &Path, source: std::io::Error) -> StorageError {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Takes an exclusive lock on `dir/LOCK`.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_err(&path, e))?;
+    // Safety: flock on a valid, owned file descriptor.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(io_err(
+            &path,
+            std::io::Error::new(
+                e.kind(),
+                format!("data directory is in use by another process: {e}"),
+            ),
+        ));
+    }
+    Ok(f)
 }
 
 /// Encodes a push record's payload (see `docs/storage.md`).
@@ -135,6 +162,8 @@ fn encode_push(buf: &mut Vec<u8>, tenant: &str, streams: &[PushStream]) {
 
 impl Engine {
     pub fn open(cfg: StorageConfig) -> Result<Engine> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| io_err(&cfg.data_dir, e))?;
+        let lock = lock_dir(&cfg.data_dir)?;
         let tdir = cfg.data_dir.join("tenants");
         std::fs::create_dir_all(&tdir).map_err(|e| io_err(&tdir, e))?;
         let mut tenants = HashMap::new();
@@ -161,6 +190,7 @@ impl Engine {
         let next = wal::list_segments(&wal_dir)?.last().map_or(1, |m| m + 1);
         let wal = Wal::create(&wal_dir, next, cfg.wal_segment_size, cfg.sync)?;
         let eng = Engine {
+            _lock: lock,
             wal,
             cfg,
             gate: RwLock::new(()),
