@@ -550,3 +550,55 @@ fn background_flush_cuts_idle_heads() {
         expected(0..5)
     );
 }
+
+#[test]
+fn every_codec_and_sync_policy_round_trips() {
+    for (codec, sync) in [
+        (Codec::Zstd, SyncPolicy::Interval(Duration::from_millis(5))),
+        (Codec::Snappy, SyncPolicy::None),
+        (Codec::None, SyncPolicy::Batch),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = cfg(d.path());
+        c.codec = codec;
+        c.sync = sync;
+        c.block_size = 256;
+        let s = Store::open(c.clone()).unwrap();
+        push(&s, "t", "api", entries(0..50));
+        s.flush().unwrap();
+        push(&s, "t", "api", entries(50..80));
+        drop(s);
+        let s = Store::open(c).unwrap();
+        assert_eq!(read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward), expected(0..80), "{codec:?}");
+        assert_eq!(read(&s, "t", "api", 20_000, 60_000, Direction::Backward), expected(20..60), "{codec:?}");
+    }
+}
+
+#[test]
+fn selection_across_heads_and_blocks() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(cfg(d.path())).unwrap();
+    push(&s, "t", "api", entries(0..10));
+    push(&s, "t", "db", entries(0..10));
+    s.flush().unwrap();
+    push(&s, "t", "web", entries(100..110));
+    push(&s, "t", "api", entries(100..110));
+    let apps = |m: &[Matcher], from, through| -> Vec<String> {
+        s.select_series("t", m, from, through).unwrap().iter().map(|r| r.labels.get("app").unwrap().to_string()).collect()
+    };
+    assert_eq!(apps(&[], ALL.0, ALL.1), vec!["api", "db", "web"]);
+    assert_eq!(apps(&[Matcher::new("app", MatchOp::Re, "(api|web)").unwrap()], ALL.0, ALL.1), vec!["api", "web"]);
+    assert_eq!(apps(&[Matcher::new("app", MatchOp::Nre, "a.*").unwrap()], ALL.0, ALL.1), vec!["db", "web"]);
+    assert_eq!(apps(&[Matcher::new("app", MatchOp::Neq, "web").unwrap()], ALL.0, ALL.1), vec!["api", "db"]);
+    // Only the first ten seconds: web (from 100 s) is out, api and db are in blocks.
+    assert_eq!(apps(&[], 0, 10_000), vec!["api", "db"]);
+    assert_eq!(apps(&[], 100_000, 200_000), vec!["api", "web"]);
+    assert_eq!(apps(&[Matcher::new("nope", MatchOp::Eq, "x").unwrap()], ALL.0, ALL.1), Vec::<String>::new());
+    let st = s.index_stats("t", &[Matcher::new("app", MatchOp::Eq, "api").unwrap()], ALL.0, ALL.1).unwrap();
+    assert_eq!((st.streams, st.chunks, st.entries), (1, 2, 20));
+    assert_eq!(s.label_values("t", "app", &[], 100_000, 200_000).unwrap(), vec!["api", "web"]);
+    assert_eq!(
+        s.label_names("t", &[Matcher::new("app", MatchOp::Eq, "db").unwrap()], ALL.0, ALL.1).unwrap(),
+        vec!["app", "env"]
+    );
+}
