@@ -569,8 +569,16 @@ fn every_codec_and_sync_policy_round_trips() {
         push(&s, "t", "api", entries(50..80));
         drop(s);
         let s = Store::open(c).unwrap();
-        assert_eq!(read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward), expected(0..80), "{codec:?}");
-        assert_eq!(read(&s, "t", "api", 20_000, 60_000, Direction::Backward), expected(20..60), "{codec:?}");
+        assert_eq!(
+            read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward),
+            expected(0..80),
+            "{codec:?}"
+        );
+        assert_eq!(
+            read(&s, "t", "api", 20_000, 60_000, Direction::Backward),
+            expected(20..60),
+            "{codec:?}"
+        );
     }
 }
 
@@ -584,21 +592,98 @@ fn selection_across_heads_and_blocks() {
     push(&s, "t", "web", entries(100..110));
     push(&s, "t", "api", entries(100..110));
     let apps = |m: &[Matcher], from, through| -> Vec<String> {
-        s.select_series("t", m, from, through).unwrap().iter().map(|r| r.labels.get("app").unwrap().to_string()).collect()
+        s.select_series("t", m, from, through)
+            .unwrap()
+            .iter()
+            .map(|r| r.labels.get("app").unwrap().to_string())
+            .collect()
     };
     assert_eq!(apps(&[], ALL.0, ALL.1), vec!["api", "db", "web"]);
-    assert_eq!(apps(&[Matcher::new("app", MatchOp::Re, "(api|web)").unwrap()], ALL.0, ALL.1), vec!["api", "web"]);
-    assert_eq!(apps(&[Matcher::new("app", MatchOp::Nre, "a.*").unwrap()], ALL.0, ALL.1), vec!["db", "web"]);
-    assert_eq!(apps(&[Matcher::new("app", MatchOp::Neq, "web").unwrap()], ALL.0, ALL.1), vec!["api", "db"]);
+    assert_eq!(
+        apps(
+            &[Matcher::new("app", MatchOp::Re, "(api|web)").unwrap()],
+            ALL.0,
+            ALL.1
+        ),
+        vec!["api", "web"]
+    );
+    assert_eq!(
+        apps(
+            &[Matcher::new("app", MatchOp::Nre, "a.*").unwrap()],
+            ALL.0,
+            ALL.1
+        ),
+        vec!["db", "web"]
+    );
+    assert_eq!(
+        apps(
+            &[Matcher::new("app", MatchOp::Neq, "web").unwrap()],
+            ALL.0,
+            ALL.1
+        ),
+        vec!["api", "db"]
+    );
     // Only the first ten seconds: web (from 100 s) is out, api and db are in blocks.
     assert_eq!(apps(&[], 0, 10_000), vec!["api", "db"]);
     assert_eq!(apps(&[], 100_000, 200_000), vec!["api", "web"]);
-    assert_eq!(apps(&[Matcher::new("nope", MatchOp::Eq, "x").unwrap()], ALL.0, ALL.1), Vec::<String>::new());
-    let st = s.index_stats("t", &[Matcher::new("app", MatchOp::Eq, "api").unwrap()], ALL.0, ALL.1).unwrap();
-    assert_eq!((st.streams, st.chunks, st.entries), (1, 2, 20));
-    assert_eq!(s.label_values("t", "app", &[], 100_000, 200_000).unwrap(), vec!["api", "web"]);
     assert_eq!(
-        s.label_names("t", &[Matcher::new("app", MatchOp::Eq, "db").unwrap()], ALL.0, ALL.1).unwrap(),
+        apps(
+            &[Matcher::new("nope", MatchOp::Eq, "x").unwrap()],
+            ALL.0,
+            ALL.1
+        ),
+        Vec::<String>::new()
+    );
+    let st = s
+        .index_stats(
+            "t",
+            &[Matcher::new("app", MatchOp::Eq, "api").unwrap()],
+            ALL.0,
+            ALL.1,
+        )
+        .unwrap();
+    assert_eq!((st.streams, st.chunks, st.entries), (1, 2, 20));
+    assert_eq!(
+        s.label_values("t", "app", &[], 100_000, 200_000).unwrap(),
+        vec!["api", "web"]
+    );
+    assert_eq!(
+        s.label_names(
+            "t",
+            &[Matcher::new("app", MatchOp::Eq, "db").unwrap()],
+            ALL.0,
+            ALL.1
+        )
+        .unwrap(),
         vec!["app", "env"]
     );
+}
+
+#[test]
+fn duplicates_across_head_blocks_are_dropped_on_read() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cfg(d.path());
+    c.block_size = 30; // about three entries per head block
+    let s = Store::open(c).unwrap();
+    push(&s, "t", "api", entries(0..12));
+    // Entry 1 sits in a closed, compressed head block: the head keeps the copy...
+    let o = push(&s, "t", "api", entries(1..2));
+    assert_eq!(o.accepted, 1);
+    // ...and reads drop it, in both directions and after a cut.
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..12)
+    );
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Backward),
+        expected(0..12)
+    );
+    s.flush().unwrap();
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..12)
+    );
+    let st = s.index_stats("t", &[], ALL.0, ALL.1).unwrap();
+    // Cutting the head re-sorted its overlapping blocks and dropped the copy.
+    assert_eq!(st.entries, 12);
 }
