@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 use super::block::{day_of, open_blocks, write_block, BlockReader};
-use super::chunk::{encode_metadata, Chunk, EncodedBlock, RawEntries};
+use super::chunk::{decode_block_raw, encode_metadata, Chunk, EncodedBlock, RawEntries};
 use super::enc::{
     escape_tenant, put_bytes, put_uvarint, put_varint, unescape_tenant, valid_tenant, Reader,
 };
@@ -211,8 +211,89 @@ impl Engine {
                 records,
                 elapsed_ms = started.elapsed().as_millis() as u64
             );
+            eng.drop_replayed_duplicates()?;
         }
         Ok(eng)
+    }
+
+    /// After a crash, a kept WAL segment may hold entries that a block
+    /// already has (the segment also held entries of other, unflushed
+    /// streams). Replay put them back into the heads; drop them again so
+    /// they are not flushed twice.
+    fn drop_replayed_duplicates(&self) -> Result<()> {
+        let mut dropped = 0usize;
+        for t in self.all_tenants() {
+            if t.blocks.read().is_empty() {
+                continue;
+            }
+            for s in t.all_streams() {
+                let mut st = s.st.lock();
+                let (min, max) = {
+                    let mut r = (i64::MAX, i64::MIN);
+                    if !st.head.is_empty() {
+                        r = (st.head.min_ts, st.head.max_ts);
+                    }
+                    for c in &st.cut {
+                        r = (r.0.min(c.chunk.min_ts), r.1.max(c.chunk.max_ts));
+                    }
+                    r
+                };
+                if min > max {
+                    continue;
+                }
+                // Entries of this stream already in blocks, over the range.
+                let mut flushed = RawEntries::default();
+                for b in t.blocks_in(min, max.saturating_add(1)) {
+                    let ipath = b.dir.join("index");
+                    let Some(id) = b.index.find(&s.labels).map_err(|e| corrupt(&ipath, e))? else {
+                        continue;
+                    };
+                    let (_, refs) = b.index.series(id).map_err(|e| corrupt(&ipath, e))?;
+                    for r in refs
+                        .iter()
+                        .filter(|r| overlaps(r.min_ts, r.max_ts, min, max.saturating_add(1)))
+                    {
+                        let c = b.chunk(r)?;
+                        for blk in &c.blocks {
+                            decode_block_raw(c.codec, &blk.data, &mut flushed)
+                                .map_err(|e| corrupt(&b.chunks_path, e))?;
+                        }
+                    }
+                }
+                if flushed.is_empty() {
+                    continue;
+                }
+                let seen: std::collections::HashSet<(i64, &[u8], &[u8])> = (0..flushed.len())
+                    .map(|i| (flushed.ts[i], flushed.line(i), flushed.md(i)))
+                    .collect();
+                // Everything of the stream in memory, decoded.
+                let mut mem = RawEntries::default();
+                let mut min_seg = st.head_min_seg;
+                self.cut_locked(&mut st);
+                for c in std::mem::take(&mut st.cut) {
+                    min_seg = min_seg.min(c.min_seg);
+                    for blk in &c.chunk.blocks {
+                        decode_block_raw(c.chunk.codec, &blk.data, &mut mem)
+                            .map_err(corrupt_mem)?;
+                    }
+                }
+                self.begin(&mut st, min_seg);
+                for i in 0..mem.len() {
+                    if seen.contains(&(mem.ts[i], mem.line(i), mem.md(i))) {
+                        dropped += 1;
+                    } else {
+                        self.add(&mut st, min_seg, mem.ts[i], mem.line(i), mem.md(i));
+                    }
+                }
+            }
+        }
+        if dropped > 0 {
+            tracing::info!(
+                message = "Dropped replayed entries already in blocks.",
+                entries = dropped
+            );
+        }
+        Ok(())
     }
 
     fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {

@@ -687,3 +687,47 @@ fn duplicates_across_head_blocks_are_dropped_on_read() {
     // Cutting the head re-sorted its overlapping blocks and dropped the copy.
     assert_eq!(st.entries, 12);
 }
+
+#[test]
+fn crash_after_periodic_flush_does_not_duplicate() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cfg(d.path());
+    c.chunk_target_size = 200; // "api" cuts chunks as it goes
+    c.flush_interval = Duration::from_millis(20);
+    let s = Store::open(c.clone()).unwrap();
+    // Same WAL records hold both streams: "web" stays in its head and pins them.
+    for k in 0..5 {
+        let batch = vec![
+            PushStream {
+                labels: lbl("api"),
+                entries: entries(k * 20..k * 20 + 20),
+            },
+            PushStream {
+                labels: lbl("web"),
+                entries: entries(k..k + 1),
+            },
+        ];
+        s.append("t", batch).unwrap();
+    }
+    let blocks = d.path().join("tenants/t/blocks");
+    let mut tries = 0;
+    while std::fs::read_dir(&blocks).map_or(0, |r| r.count()) == 0 && tries < 500 {
+        std::thread::sleep(Duration::from_millis(10));
+        tries += 1;
+    }
+    assert!(tries < 500, "no periodic flush");
+    drop(s); // a crash as far as the data directory knows
+    let s = Store::open(c).unwrap();
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..100)
+    );
+    assert_eq!(
+        read(&s, "t", "web", ALL.0, ALL.1, Direction::Forward),
+        expected(0..5)
+    );
+    let m = [Matcher::new("app", MatchOp::Eq, "api").unwrap()];
+    assert_eq!(s.index_stats("t", &m, ALL.0, ALL.1).unwrap().entries, 100);
+    s.flush().unwrap();
+    assert_eq!(s.index_stats("t", &m, ALL.0, ALL.1).unwrap().entries, 100);
+}
