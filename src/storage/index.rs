@@ -249,6 +249,7 @@ impl<D: AsRef<[u8]>> IndexReader<D> {
     }
 
     /// The labels of series `id`.
+    #[cfg(test)]
     pub fn labels(&self, id: u32) -> DecodeResult<Labels> {
         let mut r = self.series_reader(id)?;
         self.read_labels(&mut r)
