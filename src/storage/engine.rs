@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::block::{day_of, open_blocks, write_block, BlockReader};
+use super::block::{compact, day_of, open_blocks, write_block, BlockReader};
 use super::chunk::{decode_block_raw, encode_metadata, Chunk, EncodedBlock, RawEntries};
 use super::enc::{
     escape_tenant, put_bytes, put_uvarint, put_varint, unescape_tenant, valid_tenant, Reader,
@@ -912,7 +912,7 @@ impl Engine {
         let bdir = t.dir.join("blocks");
         for series in by_day.values() {
             let started = Instant::now();
-            let (b, bytes) = write_block(&bdir, series)?;
+            let (b, bytes) = write_block(&bdir, series, &[])?;
             let chunks: usize = series.values().map(|v| v.len()).sum();
             tracing::info!(message = "Flushed block.", block = %b.id, chunks, streams = series.len(), bytes, elapsed_ms = started.elapsed().as_millis() as u64);
             t.blocks.write().push(Arc::new(b));
@@ -969,6 +969,50 @@ impl Engine {
         Ok(())
     }
 
+    /// Merges blocks of one tenant and UTC day whose sizes are within a
+    /// factor of four of each other, once there are `COMPACT_MIN` of them
+    /// (size-tiered, so data is rewritten O(log n) times).
+    pub fn compact(&self) -> Result<()> {
+        const COMPACT_MIN: usize = 4;
+        for t in self.all_tenants() {
+            let mut tiers: BTreeMap<(i64, u32), Vec<Arc<BlockReader>>> = BTreeMap::new();
+            for b in t.blocks.read().iter() {
+                let tier = (64 - b.size.leading_zeros()) / 2;
+                tiers
+                    .entry((day_of(b.min_ts), tier))
+                    .or_default()
+                    .push(b.clone());
+            }
+            for group in tiers.into_values().filter(|g| g.len() >= COMPACT_MIN) {
+                let started = Instant::now();
+                let (nb, bytes) = compact(&t.dir.join("blocks"), &group)?;
+                let nb = Arc::new(nb);
+                {
+                    let mut w = t.blocks.write();
+                    w.retain(|b| !group.iter().any(|g| Arc::ptr_eq(b, g)));
+                    w.push(nb.clone());
+                }
+                for b in &group {
+                    match std::fs::remove_dir_all(&b.dir) {
+                        // Retention may have deleted it meanwhile.
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(io_err(&b.dir, e))
+                        }
+                        _ => {}
+                    }
+                }
+                tracing::info!(
+                    message = "Compacted blocks.",
+                    block = %nb.id,
+                    sources = group.len(),
+                    bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes blocks whose newest entry is older than the retention period.
     pub fn apply_retention(&self) -> Result<()> {
         let Some(p) = self.cfg.retention_period else {
@@ -1000,6 +1044,9 @@ impl Engine {
             *last_flush = Instant::now();
             if let Err(error) = self.flush(false) {
                 tracing::error!(message = "Failed to flush.", %error);
+            }
+            if let Err(error) = self.compact() {
+                tracing::error!(message = "Failed to compact blocks.", %error);
             }
             if let Err(error) = self.apply_retention() {
                 tracing::error!(message = "Failed to apply retention.", %error);

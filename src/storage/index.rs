@@ -230,9 +230,13 @@ impl<D: AsRef<[u8]>> IndexReader<D> {
         }
     }
 
-    #[cfg(test)]
     pub fn series_count(&self) -> usize {
         self.nseries
+    }
+
+    /// Size of the index file.
+    pub fn data_len(&self) -> usize {
+        self.data.as_ref().len()
     }
 
     fn series_reader(&self, id: u32) -> DecodeResult<Reader<'_>> {

@@ -731,3 +731,48 @@ fn crash_after_periodic_flush_does_not_duplicate() {
     s.flush().unwrap();
     assert_eq!(s.index_stats("t", &m, ALL.0, ALL.1).unwrap().entries, 100);
 }
+
+#[test]
+fn compaction_merges_blocks_and_survives_restart() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(cfg(d.path())).unwrap();
+    for k in 0..5 {
+        push(&s, "t", "api", entries(k * 10..k * 10 + 10));
+        push(&s, "t", &format!("w{k}"), entries(0..2));
+        s.flush().unwrap();
+    }
+    let blocks = d.path().join("tenants/t/blocks");
+    assert_eq!(std::fs::read_dir(&blocks).unwrap().count(), 5);
+    s.compact().unwrap();
+    assert_eq!(std::fs::read_dir(&blocks).unwrap().count(), 1);
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..50)
+    );
+    assert_eq!(
+        read(&s, "t", "w3", ALL.0, ALL.1, Direction::Backward),
+        expected(0..2)
+    );
+    let st = s.index_stats("t", &[], ALL.0, ALL.1).unwrap();
+    assert_eq!((st.streams, st.chunks, st.entries), (6, 10, 60));
+    drop(s);
+    // A crash between writing the compacted block and deleting its sources:
+    // start-up deletes the sources.
+    let compacted = std::fs::read_dir(&blocks)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let ids = std::fs::read_to_string(compacted.join("replaces")).unwrap();
+    assert_eq!(ids.lines().count(), 5);
+    let ghost = blocks.join(ids.lines().next().unwrap());
+    std::fs::create_dir(&ghost).unwrap();
+    let s = Store::open(cfg(d.path())).unwrap();
+    assert!(!ghost.exists());
+    assert_eq!(
+        read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward),
+        expected(0..50)
+    );
+    assert_eq!(s.index_stats("t", &[], ALL.0, ALL.1).unwrap().entries, 60);
+}
