@@ -24,7 +24,7 @@ const TABLE_ENTRY: usize = 32;
 const FOOTER: usize = 36;
 const BLOCK_HEADER: usize = 28;
 /// Upper bound of one block's decompressed lines or metadata (sanity cap).
-pub const MAX_BLOCK_RAW: usize = 64 << 20;
+pub const MAX_BLOCK_RAW: usize = 512 << 20;
 
 pub fn codec_byte(c: Codec) -> u8 {
     match c {
