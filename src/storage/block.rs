@@ -45,6 +45,8 @@ pub struct BlockReader {
     chunks: Bytes,
     pub min_ts: i64,
     pub max_ts: i64,
+    /// Bytes of both files.
+    pub size: u64,
 }
 
 fn map(path: &Path) -> Result<memmap2::Mmap> {
@@ -66,6 +68,7 @@ impl BlockReader {
             .unwrap_or_default()
             .to_string();
         let (min_ts, max_ts) = (index.min_ts, index.max_ts);
+        let size = chunks.len() as u64 + index.data_len() as u64;
         Ok(BlockReader {
             id,
             dir: dir.to_path_buf(),
@@ -74,6 +77,7 @@ impl BlockReader {
             chunks,
             min_ts,
             max_ts,
+            size,
         })
     }
 
@@ -123,6 +127,7 @@ fn write_file(path: &Path, data: &[u8]) -> Result<()> {
 pub fn write_block(
     blocks_dir: &Path,
     series: &BTreeMap<Labels, Vec<Arc<Chunk>>>,
+    replaces: &[String],
 ) -> Result<(BlockReader, u64)> {
     std::fs::create_dir_all(blocks_dir).map_err(|e| io_err(blocks_dir, e))?;
     let first = series
@@ -134,8 +139,11 @@ pub fn write_block(
     let id = new_block_id(first);
     let tmp = blocks_dir.join(format!("{TMP_PREFIX}{id}"));
     std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
-    let total: usize = series.values().flatten().map(|c| c.data.len()).sum();
-    let mut chunks = Vec::with_capacity(total);
+    // Chunks stream straight from their buffers (or mapped files) to disk.
+    let cpath = tmp.join("chunks");
+    let file = File::create(&cpath).map_err(|e| io_err(&cpath, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut offset = 0u64;
     let mut index_series = Vec::with_capacity(series.len());
     for (labels, cs) in series {
         let mut refs = Vec::with_capacity(cs.len());
@@ -145,24 +153,52 @@ pub fn write_block(
             refs.push(ChunkRef {
                 min_ts: c.min_ts,
                 max_ts: c.max_ts,
-                offset: chunks.len() as u64,
+                offset,
                 len: c.data.len() as u64,
                 entries: c.entries as u64,
                 raw: c.blocks.iter().map(|b| b.meta.raw as u64).sum(),
             });
-            chunks.extend_from_slice(&c.data);
+            w.write_all(&c.data).map_err(|e| io_err(&cpath, e))?;
+            offset += c.data.len() as u64;
         }
         index_series.push((labels.clone(), refs));
     }
+    let file = w.into_inner().map_err(|e| io_err(&cpath, e.into_error()))?;
+    file.sync_all().map_err(|e| io_err(&cpath, e))?;
+    drop(file);
     let index = write_index(&index_series);
-    write_file(&tmp.join("chunks"), &chunks)?;
     write_file(&tmp.join("index"), &index)?;
+    if !replaces.is_empty() {
+        write_file(&tmp.join(REPLACES), replaces.join("\n").as_bytes())?;
+    }
     sync_dir(&tmp)?;
     let dst = blocks_dir.join(&id);
     std::fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, e))?;
     sync_dir(blocks_dir)?;
     let b = BlockReader::open(&dst)?;
-    Ok((b, (chunks.len() + index.len()) as u64))
+    Ok((b, offset + index.len() as u64))
+}
+
+/// In a compacted block: the ids of the blocks it replaces, one per line.
+/// Start-up deletes those that a crash left behind.
+pub const REPLACES: &str = "replaces";
+
+/// Merges `blocks` (of one tenant) into one new block; the caller swaps it
+/// in and deletes the old ones.
+pub fn compact(blocks_dir: &Path, blocks: &[Arc<BlockReader>]) -> Result<(BlockReader, u64)> {
+    let mut series: BTreeMap<Labels, Vec<Arc<Chunk>>> = BTreeMap::new();
+    for b in blocks {
+        let ipath = b.dir.join("index");
+        for id in 0..b.index.series_count() as u32 {
+            let (labels, refs) = b.index.series(id).map_err(|e| corrupt(&ipath, e))?;
+            let v = series.entry(labels).or_default();
+            for r in &refs {
+                v.push(Arc::new(b.chunk(r)?));
+            }
+        }
+    }
+    let ids: Vec<String> = blocks.iter().map(|b| b.id.clone()).collect();
+    write_block(blocks_dir, &series, &ids)
 }
 
 /// Opens every block under `blocks_dir`, removing leftovers of interrupted
@@ -179,8 +215,20 @@ pub fn open_blocks(blocks_dir: &Path) -> Result<Vec<Arc<BlockReader>>> {
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
     names.sort();
+    // Blocks replaced by a compacted block that a crash left behind.
+    let mut replaced = std::collections::HashSet::new();
+    for n in &names {
+        if let Ok(text) = std::fs::read_to_string(blocks_dir.join(n).join(REPLACES)) {
+            replaced.extend(text.lines().map(String::from));
+        }
+    }
     for n in names {
         let p = blocks_dir.join(&n);
+        if replaced.contains(&n) {
+            tracing::warn!(message = "Removing block replaced by compaction.", path = %p.display());
+            let _ = std::fs::remove_dir_all(&p);
+            continue;
+        }
         if n.starts_with(TMP_PREFIX) {
             tracing::warn!(message = "Removing incomplete block.", path = %p.display());
             let _ = std::fs::remove_dir_all(&p);

@@ -24,7 +24,7 @@ const TABLE_ENTRY: usize = 32;
 const FOOTER: usize = 36;
 const BLOCK_HEADER: usize = 28;
 /// Upper bound of one block's decompressed lines or metadata (sanity cap).
-pub const MAX_BLOCK_RAW: usize = 64 << 20;
+pub const MAX_BLOCK_RAW: usize = 512 << 20;
 
 pub fn codec_byte(c: Codec) -> u8 {
     match c {
@@ -263,7 +263,7 @@ pub fn encode_block(
     // The header is covered by the column CRC too.
     let crc = crc32c::crc32c_append(
         crc32c::crc32c(&out[..BLOCK_HEADER]),
-        &ts_col_and_lens(&out, &hdr),
+        ts_col_and_lens(&out, &hdr),
     );
     let pos = BLOCK_HEADER + hdr[1] as usize + hdr[2] as usize;
     out[pos..pos + 4].copy_from_slice(&crc.to_le_bytes());
@@ -656,7 +656,7 @@ mod tests {
                     assert_eq!(eb.timestamps[j], r.ts[i]);
                     assert_eq!(eb.line(j), r.line(i));
                     assert_eq!(eb.line_lens[j] as usize, r.line(i).len());
-                    if i % 3 == 0 {
+                    if i.is_multiple_of(3) {
                         assert_eq!(eb.metadata[j].len(), 2);
                         assert_eq!(&*eb.metadata[j][0].0, "trace_id");
                         assert_eq!(&*eb.metadata[j][0].1, format!("t{i}"));

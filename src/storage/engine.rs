@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::block::{day_of, open_blocks, write_block, BlockReader};
-use super::chunk::{encode_metadata, Chunk, EncodedBlock, RawEntries};
+use super::block::{compact, day_of, open_blocks, write_block, BlockReader};
+use super::chunk::{decode_block_raw, encode_metadata, Chunk, EncodedBlock, RawEntries};
 use super::enc::{
     escape_tenant, put_bytes, put_uvarint, put_varint, unescape_tenant, valid_tenant, Reader,
 };
@@ -93,6 +93,9 @@ impl Tenant {
 
 pub struct Engine {
     cfg: StorageConfig,
+    /// Holds an exclusive `flock` on `data_dir/LOCK` for the engine's life,
+    /// so two processes never share a data directory.
+    _lock: std::fs::File,
     wal: Wal,
     gate: RwLock<()>,
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
@@ -112,6 +115,30 @@ fn io_err(path: &Path, source: std::io::Error) -> StorageError {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Takes an exclusive lock on `dir/LOCK`.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_err(&path, e))?;
+    // Safety: flock on a valid, owned file descriptor.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(io_err(
+            &path,
+            std::io::Error::new(
+                e.kind(),
+                format!("data directory is in use by another process: {e}"),
+            ),
+        ));
+    }
+    Ok(f)
 }
 
 /// Encodes a push record's payload (see `docs/storage.md`).
@@ -135,6 +162,8 @@ fn encode_push(buf: &mut Vec<u8>, tenant: &str, streams: &[PushStream]) {
 
 impl Engine {
     pub fn open(cfg: StorageConfig) -> Result<Engine> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| io_err(&cfg.data_dir, e))?;
+        let lock = lock_dir(&cfg.data_dir)?;
         let tdir = cfg.data_dir.join("tenants");
         std::fs::create_dir_all(&tdir).map_err(|e| io_err(&tdir, e))?;
         let mut tenants = HashMap::new();
@@ -161,6 +190,7 @@ impl Engine {
         let next = wal::list_segments(&wal_dir)?.last().map_or(1, |m| m + 1);
         let wal = Wal::create(&wal_dir, next, cfg.wal_segment_size, cfg.sync)?;
         let eng = Engine {
+            _lock: lock,
             wal,
             cfg,
             gate: RwLock::new(()),
@@ -181,8 +211,89 @@ impl Engine {
                 records,
                 elapsed_ms = started.elapsed().as_millis() as u64
             );
+            eng.drop_replayed_duplicates()?;
         }
         Ok(eng)
+    }
+
+    /// After a crash, a kept WAL segment may hold entries that a block
+    /// already has (the segment also held entries of other, unflushed
+    /// streams). Replay put them back into the heads; drop them again so
+    /// they are not flushed twice.
+    fn drop_replayed_duplicates(&self) -> Result<()> {
+        let mut dropped = 0usize;
+        for t in self.all_tenants() {
+            if t.blocks.read().is_empty() {
+                continue;
+            }
+            for s in t.all_streams() {
+                let mut st = s.st.lock();
+                let (min, max) = {
+                    let mut r = (i64::MAX, i64::MIN);
+                    if !st.head.is_empty() {
+                        r = (st.head.min_ts, st.head.max_ts);
+                    }
+                    for c in &st.cut {
+                        r = (r.0.min(c.chunk.min_ts), r.1.max(c.chunk.max_ts));
+                    }
+                    r
+                };
+                if min > max {
+                    continue;
+                }
+                // Entries of this stream already in blocks, over the range.
+                let mut flushed = RawEntries::default();
+                for b in t.blocks_in(min, max.saturating_add(1)) {
+                    let ipath = b.dir.join("index");
+                    let Some(id) = b.index.find(&s.labels).map_err(|e| corrupt(&ipath, e))? else {
+                        continue;
+                    };
+                    let (_, refs) = b.index.series(id).map_err(|e| corrupt(&ipath, e))?;
+                    for r in refs
+                        .iter()
+                        .filter(|r| overlaps(r.min_ts, r.max_ts, min, max.saturating_add(1)))
+                    {
+                        let c = b.chunk(r)?;
+                        for blk in &c.blocks {
+                            decode_block_raw(c.codec, &blk.data, &mut flushed)
+                                .map_err(|e| corrupt(&b.chunks_path, e))?;
+                        }
+                    }
+                }
+                if flushed.is_empty() {
+                    continue;
+                }
+                let seen: std::collections::HashSet<(i64, &[u8], &[u8])> = (0..flushed.len())
+                    .map(|i| (flushed.ts[i], flushed.line(i), flushed.md(i)))
+                    .collect();
+                // Everything of the stream in memory, decoded.
+                let mut mem = RawEntries::default();
+                let mut min_seg = st.head_min_seg;
+                self.cut_locked(&mut st);
+                for c in std::mem::take(&mut st.cut) {
+                    min_seg = min_seg.min(c.min_seg);
+                    for blk in &c.chunk.blocks {
+                        decode_block_raw(c.chunk.codec, &blk.data, &mut mem)
+                            .map_err(corrupt_mem)?;
+                    }
+                }
+                self.begin(&mut st, min_seg);
+                for i in 0..mem.len() {
+                    if seen.contains(&(mem.ts[i], mem.line(i), mem.md(i))) {
+                        dropped += 1;
+                    } else {
+                        self.add(&mut st, min_seg, mem.ts[i], mem.line(i), mem.md(i));
+                    }
+                }
+            }
+        }
+        if dropped > 0 {
+            tracing::info!(
+                message = "Dropped replayed entries already in blocks.",
+                entries = dropped
+            );
+        }
+        Ok(())
     }
 
     fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
@@ -801,7 +912,7 @@ impl Engine {
         let bdir = t.dir.join("blocks");
         for series in by_day.values() {
             let started = Instant::now();
-            let (b, bytes) = write_block(&bdir, series)?;
+            let (b, bytes) = write_block(&bdir, series, &[])?;
             let chunks: usize = series.values().map(|v| v.len()).sum();
             tracing::info!(message = "Flushed block.", block = %b.id, chunks, streams = series.len(), bytes, elapsed_ms = started.elapsed().as_millis() as u64);
             t.blocks.write().push(Arc::new(b));
@@ -858,6 +969,50 @@ impl Engine {
         Ok(())
     }
 
+    /// Merges blocks of one tenant and UTC day whose sizes are within a
+    /// factor of four of each other, once there are `COMPACT_MIN` of them
+    /// (size-tiered, so data is rewritten O(log n) times).
+    pub fn compact(&self) -> Result<()> {
+        const COMPACT_MIN: usize = 4;
+        for t in self.all_tenants() {
+            let mut tiers: BTreeMap<(i64, u32), Vec<Arc<BlockReader>>> = BTreeMap::new();
+            for b in t.blocks.read().iter() {
+                let tier = (64 - b.size.leading_zeros()) / 2;
+                tiers
+                    .entry((day_of(b.min_ts), tier))
+                    .or_default()
+                    .push(b.clone());
+            }
+            for group in tiers.into_values().filter(|g| g.len() >= COMPACT_MIN) {
+                let started = Instant::now();
+                let (nb, bytes) = compact(&t.dir.join("blocks"), &group)?;
+                let nb = Arc::new(nb);
+                {
+                    let mut w = t.blocks.write();
+                    w.retain(|b| !group.iter().any(|g| Arc::ptr_eq(b, g)));
+                    w.push(nb.clone());
+                }
+                for b in &group {
+                    match std::fs::remove_dir_all(&b.dir) {
+                        // Retention may have deleted it meanwhile.
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(io_err(&b.dir, e))
+                        }
+                        _ => {}
+                    }
+                }
+                tracing::info!(
+                    message = "Compacted blocks.",
+                    block = %nb.id,
+                    sources = group.len(),
+                    bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes blocks whose newest entry is older than the retention period.
     pub fn apply_retention(&self) -> Result<()> {
         let Some(p) = self.cfg.retention_period else {
@@ -889,6 +1044,9 @@ impl Engine {
             *last_flush = Instant::now();
             if let Err(error) = self.flush(false) {
                 tracing::error!(message = "Failed to flush.", %error);
+            }
+            if let Err(error) = self.compact() {
+                tracing::error!(message = "Failed to compact blocks.", %error);
             }
             if let Err(error) = self.apply_retention() {
                 tracing::error!(message = "Failed to apply retention.", %error);

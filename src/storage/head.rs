@@ -109,9 +109,10 @@ impl Head {
         let mut blocks = std::mem::take(&mut self.blocks);
         *self = Head::default();
         blocks.sort_by_key(|b| (b.meta.min_ts, b.meta.max_ts));
+        // Blocks touching at one timestamp may share an exact duplicate: re-sort those too.
         let overlapping = blocks
             .windows(2)
-            .any(|w| w[1].meta.min_ts < w[0].meta.max_ts);
+            .any(|w| w[1].meta.min_ts <= w[0].meta.max_ts);
         if overlapping {
             blocks = resort(codec, &blocks, block_size)?;
         }

@@ -234,6 +234,11 @@ impl<D: AsRef<[u8]>> IndexReader<D> {
         self.nseries
     }
 
+    /// Size of the index file.
+    pub fn data_len(&self) -> usize {
+        self.data.as_ref().len()
+    }
+
     fn series_reader(&self, id: u32) -> DecodeResult<Reader<'_>> {
         let b = self.data.as_ref();
         if id as usize >= self.nseries {
@@ -248,6 +253,7 @@ impl<D: AsRef<[u8]>> IndexReader<D> {
     }
 
     /// The labels of series `id`.
+    #[cfg(test)]
     pub fn labels(&self, id: u32) -> DecodeResult<Labels> {
         let mut r = self.series_reader(id)?;
         self.read_labels(&mut r)
@@ -285,12 +291,32 @@ impl<D: AsRef<[u8]>> IndexReader<D> {
         Ok((l, chunks))
     }
 
+    /// Compares the labels of series `id` with `l` as `Labels`' `Ord` does
+    /// (pair by pair, then by length), without allocating.
+    fn cmp_series(&self, id: u32, l: &Labels) -> DecodeResult<std::cmp::Ordering> {
+        let mut r = self.series_reader(id)?;
+        let n = r.len(r.remaining())?;
+        let pairs = l.pairs();
+        for i in 0..n {
+            let k = self.sym(r.uvarint()?)?;
+            let v = self.sym(r.uvarint()?)?;
+            let Some((lk, lv)) = pairs.get(i) else {
+                return Ok(std::cmp::Ordering::Greater);
+            };
+            let o = k.cmp(lk.as_str()).then_with(|| v.cmp(lv.as_str()));
+            if o.is_ne() {
+                return Ok(o);
+            }
+        }
+        Ok(n.cmp(&pairs.len()))
+    }
+
     /// Finds a series by its exact label set (binary search).
     pub fn find(&self, l: &Labels) -> DecodeResult<Option<u32>> {
         let (mut lo, mut hi) = (0usize, self.nseries);
         while lo < hi {
             let mid = (lo + hi) / 2;
-            match self.labels(mid as u32)?.cmp(l) {
+            match self.cmp_series(mid as u32, l)? {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => return Ok(Some(mid as u32)),
@@ -370,7 +396,7 @@ impl<D: AsRef<[u8]>> IndexReader<D> {
         let mut acc: Option<RoaringBitmap> = None;
         // Equality matchers first: they are cheapest and most selective.
         let mut order: Vec<&Matcher> = matchers.iter().collect();
-        order.sort_by_key(|m| !(m.op == MatchOp::Eq && !m.value.is_empty()));
+        order.sort_by_key(|m| m.op != MatchOp::Eq || m.value.is_empty());
         for m in order {
             if acc.as_ref().is_some_and(|a| a.is_empty()) {
                 break;
@@ -492,7 +518,21 @@ mod tests {
             .unwrap();
         assert!(sel.is_empty());
         assert_eq!(r.select(&[]).unwrap().len(), 4);
-        assert_eq!(r.find(&s[3].0).unwrap(), Some(3));
+        for (i, (l, _)) in s.iter().enumerate() {
+            assert_eq!(r.find(l).unwrap(), Some(i as u32));
+        }
+        // A prefix of a stored label set sorts before it and is not found.
+        assert_eq!(r.find(&Labels::from_pairs([("app", "api")])).unwrap(), None);
+        assert_eq!(
+            r.find(&Labels::from_pairs([
+                ("app", "web"),
+                ("env", "prod"),
+                ("pod", "w-1"),
+                ("z", "1")
+            ]))
+            .unwrap(),
+            None
+        );
         assert_eq!(r.find(&Labels::from_pairs([("app", "zzz")])).unwrap(), None);
     }
 
@@ -506,6 +546,23 @@ mod tests {
         }
         for cut in [0, 10, b.len() - 1] {
             assert!(IndexReader::open(b[..cut].to_vec()).is_err());
+        }
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for len in 0..400usize {
+            let mut v: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            if len > 100 {
+                v[..8].copy_from_slice(&b[..8]);
+                let n = v.len();
+                v[n - 4..].copy_from_slice(INDEX_MAGIC);
+            }
+            assert!(IndexReader::open(v).is_err());
         }
         let empty = IndexReader::open(write_index(&[])).unwrap();
         assert_eq!(empty.series_count(), 0);

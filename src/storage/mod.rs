@@ -409,6 +409,12 @@ impl Store {
         self.engine.flush(true)
     }
 
+    /// Merges small blocks of the same tenant and day now (the background
+    /// thread does it after every periodic flush).
+    pub fn compact(&self) -> Result<()> {
+        self.engine.compact()
+    }
+
     /// Deletes blocks past the retention period now (the background thread
     /// does it after every periodic flush).
     pub fn apply_retention(&self) -> Result<()> {

@@ -213,6 +213,10 @@ impl Wal {
         let res = parking_lot::MutexGuard::unlocked(st, || {
             let r = self.write_out(&buf, rotate_to, sync);
             buf.clear();
+            // Do not keep the memory of one huge batch forever.
+            if buf.capacity() > 16 << 20 {
+                buf = Vec::with_capacity(1 << 20);
+            }
             (r, buf)
         });
         let (r, buf) = res;
