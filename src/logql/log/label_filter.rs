@@ -8,7 +8,8 @@ use super::{Lbs, PipelineError, ERR_LABEL_FILTER};
 use crate::labels::go_quote;
 use crate::logql::syntax::ast::{CmpOp, LabelFilterExpr, MatchOp, Matcher};
 
-/// A compiled string matcher (`=`, `!=`, `=~`, `!~`).
+/// A compiled string matcher (`=`, `!=`, `=~`, `!~`). Regexes are fully
+/// anchored and `.` matches a newline, as Prometheus' matchers in Loki.
 #[derive(Debug)]
 pub struct StrMatcher {
     op: MatchOp,
@@ -20,7 +21,7 @@ impl StrMatcher {
     pub fn new(m: &Matcher) -> Result<StrMatcher, PipelineError> {
         let re = match m.op {
             MatchOp::Re | MatchOp::Nre => Some(
-                regex::Regex::new(&format!("^(?:{})$", m.value))
+                regex::Regex::new(&format!("^(?s:{})$", m.value))
                     .map_err(|e| PipelineError(format!("error parsing regexp: {e}")))?,
             ),
             _ => None,
@@ -370,6 +371,8 @@ mod tests {
         assert!(run(&p, line).is_none());
         let p = pipeline(vec![logfmt(), lf(s("level", MatchOp::Re, "err.*"))]);
         assert!(run(&p, line).is_some());
+        let p = pipeline(vec![logfmt(), lf(s("msg", MatchOp::Re, "order.*"))]);
+        assert!(run(&p, "msg=\"order\\nfailed\"").is_some());
         let p = pipeline(vec![logfmt(), lf(s("level", MatchOp::Neq, "error"))]);
         assert!(run(&p, line).is_none());
         // A missing label is the empty string.

@@ -359,16 +359,21 @@ impl Lbs {
             out.structured_metadata = self.meta.to_labels();
         }
         // Errors are parsed labels.
-        if !self.err.is_empty() {
-            self.parsed.set(ERROR_LABEL, &self.err.clone());
+        let Lbs {
+            parsed,
+            err,
+            err_details,
+            ..
+        } = self;
+        if !err.is_empty() {
+            parsed.set(ERROR_LABEL, err);
         }
-        if !self.err_details.is_empty() {
-            self.parsed
-                .set(ERROR_DETAILS_LABEL, &self.err_details.clone());
+        if !err_details.is_empty() {
+            parsed.set(ERROR_DETAILS_LABEL, err_details);
         }
-        self.parsed.sort();
-        if !self.parsed.same_as(&out.parsed) {
-            out.parsed = self.parsed.to_labels();
+        parsed.sort();
+        if !parsed.same_as(&out.parsed) {
+            out.parsed = parsed.to_labels();
         }
     }
 }
@@ -687,6 +692,14 @@ mod tests {
             op: LineFilterOp::Contains,
             values: vec![LineFilterValue::Str(s.into())],
         })
+    }
+
+    #[test]
+    fn thread_safety() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Pipeline>();
+        send::<StreamPipeline>();
     }
 
     #[test]

@@ -489,7 +489,7 @@ fn json_all(
                     s.key.push('_');
                 }
                 append_sanitized(&mut s.key, key);
-                if s.key.len() > prefix_len || (prefix_len == 0 && !s.key.is_empty()) {
+                if !s.key.is_empty() {
                     if lbs.collides(&s.key) {
                         s.key.push_str(DUPLICATE_SUFFIX);
                     }
@@ -1049,6 +1049,14 @@ mod tests {
                 r#"{"1st": "x", "a-b.c": "y", " sp ": "z", "msg": "a\"b\u00e9\n", "a":"1", "a":"2"}"#
             ),
             r#"{_1st="x", a="1", a_b_c="y", app="svc", msg="a\"bé\n", sp="z"}"#
+        );
+    }
+
+    #[test]
+    fn json_empty_nested_key_uses_the_prefix() {
+        assert_eq!(
+            labels_of(vec![json()], r#"{"a": {"": 1}, "": 2}"#),
+            r#"{a="1", app="svc"}"#
         );
     }
 
