@@ -103,7 +103,7 @@ impl LineFilterStage {
                 if at + nlen <= offsets[li + 1] as usize {
                     hit[li] = true;
                     // Skip the rest of this line.
-                    pos = offsets[li + 1] as usize;
+                    pos = (offsets[li + 1] as usize).max(at + 1);
                     li += 1;
                 } else {
                     pos = at + 1;

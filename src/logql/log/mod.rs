@@ -78,14 +78,6 @@ pub enum SampleKind {
     Unwrap(Unwrap),
 }
 
-/// Which category holds a label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Category {
-    Stream,
-    Metadata,
-    Parsed,
-}
-
 /// A reusable list of label pairs: slots past `len` keep their string
 /// capacity so that refilling it per line does not allocate.
 #[derive(Debug, Default)]
@@ -228,19 +220,6 @@ impl Lbs {
             .or_else(|| self.stream_get(name))
     }
 
-    pub(crate) fn category(&self, name: &str) -> Option<Category> {
-        if self.parsed.find(name).is_some() || name == ERROR_LABEL || name == ERROR_DETAILS_LABEL {
-            if self.get(name).is_some() {
-                return Some(Category::Parsed);
-            }
-            return None;
-        }
-        if self.meta.find(name).is_some() {
-            return Some(Category::Metadata);
-        }
-        self.stream_get(name).map(|_| Category::Stream)
-    }
-
     /// True when a parsed key named `name` must be renamed `<name>_extracted`.
     pub(crate) fn collides(&self, name: &str) -> bool {
         self.stream_get(name).is_some() || self.meta.find(name).is_some()
@@ -299,22 +278,6 @@ impl Lbs {
             self.stream.remove(name);
         }
         self.parsed.set(name, value);
-    }
-
-    /// Sets a label in the given category.
-    pub(crate) fn set_in(&mut self, cat: Category, name: &str, value: &str) {
-        match cat {
-            Category::Parsed => self.set_parsed(name, value),
-            Category::Metadata => {
-                self.del(name);
-                self.meta.set(name, value);
-            }
-            Category::Stream => {
-                self.del(name);
-                self.modify_stream();
-                self.stream.set(name, value);
-            }
-        }
     }
 
     /// Removes a label from whichever category holds it.
