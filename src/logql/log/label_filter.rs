@@ -130,13 +130,9 @@ impl LabelFilter {
     /// True when the entry passes.
     pub(crate) fn process(&self, lbs: &mut Lbs) -> bool {
         match self {
+            // As Loki's BinaryLabelFilter: `or` stops at a passing left side.
             LabelFilter::And(a, b) => a.process(lbs) && b.process(lbs),
-            LabelFilter::Or(a, b) => {
-                // Both sides run (as Loki) so either may set an error.
-                let l = a.process(lbs);
-                let r = b.process(lbs);
-                l || r
-            }
+            LabelFilter::Or(a, b) => a.process(lbs) || b.process(lbs),
             LabelFilter::Str { name, m } => m.matches(lbs.get(name).unwrap_or("")),
             LabelFilter::Number { name, op, value } => {
                 let Some(v) = lbs.get(name) else { return false };
@@ -168,6 +164,8 @@ impl LabelFilter {
                     }
                 }
             }
+            // With an error set, only string matchers filter (as Loki).
+            LabelFilter::Ip { .. } if lbs.has_err() => true,
             LabelFilter::Ip { name, negate, m } => match lbs.get(name) {
                 None => false,
                 Some(v) => m.matches_text(v.as_bytes()) != *negate,
@@ -509,6 +507,40 @@ mod tests {
         assert!(run(&pipeline(vec![logfmt(), ip(false, "10.0.0.0/16")]), line).is_some());
         assert!(run(&pipeline(vec![logfmt(), ip(true, "10.0.0.0/16")]), line).is_none());
         assert!(run(&pipeline(vec![logfmt(), ip(false, "10.1.0.0/16")]), line).is_none());
+    }
+
+    #[test]
+    fn or_short_circuits_like_loki() {
+        let line = "status=502 user=bob";
+        let st = LabelFilterExpr::Number {
+            name: "status".into(),
+            op: CmpOp::Eq,
+            value: 502.0,
+        };
+        let user = LabelFilterExpr::Number {
+            name: "user".into(),
+            op: CmpOp::Gt,
+            value: 1.0,
+        };
+        let p = pipeline(vec![
+            logfmt(),
+            lf(LabelFilterExpr::Or(
+                Box::new(st.clone()),
+                Box::new(user.clone()),
+            )),
+        ]);
+        assert_eq!(
+            run(&p, line).unwrap().1,
+            r#"{app="svc", status="502", user="bob"}"#
+        );
+        let p = pipeline(vec![
+            logfmt(),
+            lf(LabelFilterExpr::Or(Box::new(user), Box::new(st))),
+        ]);
+        assert!(run(&p, line)
+            .unwrap()
+            .1
+            .contains(r#"__error__="LabelFilterErr""#));
     }
 
     #[test]

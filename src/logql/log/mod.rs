@@ -752,6 +752,32 @@ mod tests {
         assert_eq!(keep, [false, false, true]);
     }
 
+    /// `cargo test --release --lib bench_json -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench_json_parser() {
+        let line = br#"{"timestamp": "2024-05-01T10:00:00Z", "level": "error", "event": "order_processing_failed", "order_id": 4411, "trace_id": "7f3a9c", "duration_ms": 250.5, "ctx": {"user": 7, "region": "eu"}}"#;
+        let p = pipeline(vec![Stage::Parser(ParserStage::Json(vec![]))]);
+        let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
+        let n = 200_000;
+        let t = std::time::Instant::now();
+        let mut total = 0usize;
+        for i in 0..n {
+            let (_, r) = sp.process(i, line, &[]).unwrap();
+            total += r.parsed.len();
+        }
+        let ours = t.elapsed();
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            total += v.as_object().map(|o| o.len()).unwrap_or(0);
+        }
+        println!(
+            "{n} lines: pipeline json {ours:?}, serde_json::Value parse alone {:?} ({total})",
+            t.elapsed()
+        );
+    }
+
     /// `cargo test --release --lib bench_filter -- --ignored --nocapture`
     #[test]
     #[ignore]
