@@ -187,6 +187,11 @@ impl Lbs {
         self.err_details.clear();
         for (k, v) in metadata {
             self.meta.set(k, v);
+            // Structured metadata shadows a stream label of the same name.
+            if self.base.get(k).is_some() {
+                self.modify_stream();
+                self.stream.remove(k);
+            }
         }
     }
 
@@ -221,8 +226,9 @@ impl Lbs {
     }
 
     /// True when a parsed key named `name` must be renamed `<name>_extracted`.
+    /// As Loki's `BaseHas`, this looks at the stream's original labels.
     pub(crate) fn collides(&self, name: &str) -> bool {
-        self.stream_get(name).is_some() || self.meta.find(name).is_some()
+        self.base.get(name).is_some() || self.meta.find(name).is_some()
     }
 
     /// True when a parser already extracted `name` (first value wins).
@@ -681,6 +687,32 @@ mod tests {
             r.parsed.to_string(),
             r#"{__error__="JSONParserErr", __error_details__="Value looks like object, but can't find closing '}' symbol"}"#
         );
+    }
+
+    #[test]
+    fn metadata_shadows_stream_label() {
+        let p = pipeline(vec![]);
+        let mut sp = p.for_stream(&labels(r#"{app="svc", env="prod"}"#));
+        let m = md(&[("env", "dev")]);
+        let (_, r) = sp.process(1, b"x", &m).unwrap();
+        assert_eq!(r.stream.to_string(), r#"{app="svc"}"#);
+        assert_eq!(r.structured_metadata.to_string(), r#"{env="dev"}"#);
+        assert_eq!(r.merged().to_string(), r#"{app="svc", env="dev"}"#);
+    }
+
+    #[test]
+    fn parsed_key_of_a_dropped_stream_label_is_still_renamed() {
+        use crate::logql::syntax::ast::LabelSelection;
+        let p = pipeline(vec![
+            Stage::Drop(vec![LabelSelection {
+                name: "app".into(),
+                matcher: None,
+            }]),
+            Stage::Parser(ParserStage::Json(vec![])),
+        ]);
+        let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
+        let (_, r) = sp.process(1, br#"{"app": "web"}"#, &[]).unwrap();
+        assert_eq!(r.merged().to_string(), r#"{app_extracted="web"}"#);
     }
 
     #[test]
