@@ -586,7 +586,9 @@ impl StreamPipeline {
     }
 
     /// Runs one entry and extracts its sample value. `None` when filtered
-    /// out; conversion failures keep the sample with `__error__` set.
+    /// out (or, for `unwrap`, when the label is missing or empty); conversion
+    /// failures keep the sample (value 0) with `__error__` set. The
+    /// unwrapped label is removed from the labels.
     pub fn process_sample(
         &mut self,
         ts: i64,
