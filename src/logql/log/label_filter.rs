@@ -9,7 +9,8 @@ use crate::labels::go_quote;
 use crate::logql::syntax::ast::{CmpOp, LabelFilterExpr, MatchOp, Matcher};
 
 /// A compiled string matcher (`=`, `!=`, `=~`, `!~`). Regexes are fully
-/// anchored and `.` matches a newline, as Prometheus' matchers in Loki.
+/// anchored. As in Loki, `.` matches a newline in `drop`/`keep` matchers
+/// (Prometheus matchers) but not in label filters (line-filter regexes).
 #[derive(Debug)]
 pub struct StrMatcher {
     op: MatchOp,
@@ -18,10 +19,11 @@ pub struct StrMatcher {
 }
 
 impl StrMatcher {
-    pub fn new(m: &Matcher) -> Result<StrMatcher, PipelineError> {
+    pub fn new(m: &Matcher, dot_nl: bool) -> Result<StrMatcher, PipelineError> {
+        let flags = if dot_nl { "s" } else { "" };
         let re = match m.op {
             MatchOp::Re | MatchOp::Nre => Some(
-                regex::Regex::new(&format!("^(?s:{})$", m.value))
+                regex::Regex::new(&format!("^(?{flags}:{})$", m.value))
                     .map_err(|e| PipelineError(format!("error parsing regexp: {e}")))?,
             ),
             _ => None,
@@ -98,7 +100,7 @@ impl LabelFilter {
             LabelFilterExpr::Paren(a) => Self::new(a)?,
             LabelFilterExpr::String(m) => LabelFilter::Str {
                 name: m.name.clone(),
-                m: StrMatcher::new(m)?,
+                m: StrMatcher::new(m, false)?,
             },
             LabelFilterExpr::Number { name, op, value } => LabelFilter::Number {
                 name: name.clone(),
@@ -370,7 +372,9 @@ mod tests {
         let p = pipeline(vec![logfmt(), lf(s("level", MatchOp::Re, "err.*"))]);
         assert!(run(&p, line).is_some());
         let p = pipeline(vec![logfmt(), lf(s("msg", MatchOp::Re, "order.*"))]);
-        assert!(run(&p, "msg=\"order\\nfailed\"").is_some());
+        // `.` does not match a newline in label filters.
+        assert!(run(&p, "msg=\"order\\nfailed\"").is_none());
+        assert!(run(&p, "msg=\"order failed\"").is_some());
         let p = pipeline(vec![logfmt(), lf(s("level", MatchOp::Neq, "error"))]);
         assert!(run(&p, line).is_none());
         // A missing label is the empty string.
