@@ -364,6 +364,7 @@ pub(crate) enum CompiledStage {
 #[derive(Clone, Debug)]
 pub struct Pipeline {
     stages: Arc<Vec<CompiledStage>>,
+    hints: Option<Arc<[String]>>,
 }
 
 impl Pipeline {
@@ -386,6 +387,7 @@ impl Pipeline {
         }
         Ok(Pipeline {
             stages: Arc::new(out),
+            hints: None,
         })
     }
 
@@ -432,6 +434,16 @@ impl Pipeline {
         }
     }
 
+    /// Sets parser hints (Loki's): `None` (the default) makes parsers
+    /// extract every key; `Some(names)` only those keys (after the
+    /// `_extracted` rename); `Some(&[])` skips parsers entirely, so a metric
+    /// query needing no parsed label sees no parser errors. Compute them
+    /// with [`parser_hints`].
+    pub fn with_parser_hints(mut self, hints: Option<&[String]>) -> Pipeline {
+        self.hints = hints.map(Arc::from);
+        self
+    }
+
     /// The pipeline for one stream.
     pub fn for_stream(&self, labels: &Labels) -> StreamPipeline {
         StreamPipeline {
@@ -445,10 +457,76 @@ impl Pipeline {
                 ..Default::default()
             },
             lbs: Lbs::new(labels.clone()),
-            bufs: Buffers::default(),
+            bufs: Buffers {
+                scratch: parser::Scratch::with_hints(self.hints.clone()),
+                ..Default::default()
+            },
             post: None,
         }
     }
+}
+
+/// Parser hints for a metric query, as Loki computes them: `groups` is the
+/// `by (...)` grouping of the outer aggregation when only those output
+/// labels matter (`Some(&[])` for e.g. `sum(...)`), or `None` when every
+/// label does (no aggregation, or `without`). Returns `None` (extract
+/// everything) when `groups` is `None` or a template may read any label;
+/// otherwise the names the stages, the unwrap and the grouping refer to
+/// (each `x_extracted` also adds `x`).
+pub fn parser_hints(
+    stages: &[Stage],
+    kind: &SampleKind,
+    groups: Option<&[String]>,
+) -> Option<Vec<String>> {
+    use crate::logql::syntax::ast::LabelFilterExpr as L;
+    fn filter_names(e: &L, out: &mut Vec<String>) {
+        match e {
+            L::And(a, b) | L::Or(a, b) => {
+                filter_names(a, out);
+                filter_names(b, out);
+            }
+            L::Paren(a) => filter_names(a, out),
+            L::String(m) => out.push(m.name.clone()),
+            L::Number { name, .. }
+            | L::Duration { name, .. }
+            | L::Bytes { name, .. }
+            | L::Ip { name, .. } => out.push(name.clone()),
+        }
+    }
+    let mut names: Vec<String> = groups?.to_vec();
+    for s in stages {
+        match s {
+            Stage::LineFormat(_) => return None,
+            Stage::LabelFormat(f) => {
+                for x in f {
+                    match x {
+                        crate::logql::syntax::ast::LabelFmt::Rename { dst, src } => {
+                            names.push(dst.clone());
+                            names.push(src.clone());
+                        }
+                        crate::logql::syntax::ast::LabelFmt::Template { .. } => return None,
+                    }
+                }
+            }
+            Stage::LabelFilter(e) => filter_names(e, &mut names),
+            Stage::Drop(sel) | Stage::Keep(sel) => names.extend(sel.iter().map(|s| s.name.clone())),
+            Stage::LineFilter(_) | Stage::Parser(_) | Stage::Decolorize => {}
+        }
+    }
+    if let SampleKind::Unwrap(u) = kind {
+        names.push(u.label.clone());
+        for f in &u.post_filters {
+            filter_names(f, &mut names);
+        }
+    }
+    let extra: Vec<String> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix("_extracted").map(String::from))
+        .collect();
+    names.extend(extra);
+    names.sort();
+    names.dedup();
+    Some(names)
 }
 
 /// Buffers reused across the entries of a stream.
@@ -663,6 +741,60 @@ mod tests {
             op: LineFilterOp::Contains,
             values: vec![LineFilterValue::Str(s.into())],
         })
+    }
+
+    #[test]
+    fn parser_hints_limit_extraction() {
+        use crate::logql::syntax::ast::{Unwrap, UnwrapConversion};
+        let json = Stage::Parser(ParserStage::Json(vec![]));
+        let lvl = Stage::LabelFilter(LabelFilterExpr::String(Matcher {
+            name: "level".into(),
+            op: MatchOp::Eq,
+            value: "error".into(),
+        }));
+        let stages = vec![json.clone(), lvl];
+        let kind = SampleKind::Unwrap(Unwrap {
+            label: "duration_ms".into(),
+            conversion: Some(UnwrapConversion::Bytes),
+            post_filters: vec![],
+        });
+        // No aggregation: everything is extracted.
+        assert_eq!(parser_hints(&stages, &kind, None), None);
+        let groups = ["order_id_extracted".to_string()];
+        let h = parser_hints(&stages, &kind, Some(&groups)).unwrap();
+        assert_eq!(
+            h,
+            ["duration_ms", "level", "order_id", "order_id_extracted"]
+        );
+        let p = Pipeline::new(&stages).unwrap().with_parser_hints(Some(&h));
+        let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
+        let line = br#"{"level": "error", "event": "x", "order_id": 1, "duration_ms": 5}"#;
+        let (_, r) = sp.process(1, line, &[]).unwrap();
+        assert_eq!(
+            r.parsed.to_string(),
+            r#"{duration_ms="5", level="error", order_id="1"}"#
+        );
+        // `sum(count_over_time({...} | json [1m]))`: no label needed, no parse
+        // and no error on a non-JSON line.
+        let h = parser_hints(&[json.clone()], &SampleKind::Count, Some(&[])).unwrap();
+        assert!(h.is_empty());
+        let p = Pipeline::new(&[json.clone()])
+            .unwrap()
+            .with_parser_hints(Some(&h));
+        let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
+        let (_, r) = sp
+            .process_sample(1, b"not json", &[], &SampleKind::Count)
+            .unwrap();
+        assert!(r.parsed.is_empty());
+        // A template may read any label.
+        assert_eq!(
+            parser_hints(
+                &[json, Stage::LineFormat("x".into())],
+                &SampleKind::Count,
+                Some(&[])
+            ),
+            None
+        );
     }
 
     #[test]

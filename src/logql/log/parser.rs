@@ -5,6 +5,8 @@
 //! key wins. Failures set `__error__`/`__error_details__` as Loki does. The
 //! JSON scanner is our own and never panics on malformed input.
 
+use std::sync::Arc;
+
 use super::filter::PatternExpr;
 use super::{Lbs, PipelineError, ERR_JSON, ERR_LOGFMT};
 use crate::logql::syntax::ast::{ExtractParam, ParserStage};
@@ -19,6 +21,23 @@ pub struct Scratch {
     key: String,
     val: String,
     pairs: Vec<(String, String)>,
+    /// Parser hints: `None` extracts everything; `Some(names)` only those
+    /// keys; `Some([])` skips parsing entirely.
+    pub(crate) hints: Option<Arc<[String]>>,
+}
+
+impl Scratch {
+    pub(crate) fn with_hints(hints: Option<Arc<[String]>>) -> Scratch {
+        Scratch {
+            hints,
+            ..Default::default()
+        }
+    }
+}
+
+/// True when the hints allow extracting `key`.
+fn want(hints: &Option<Arc<[String]>>, key: &str) -> bool {
+    hints.as_ref().is_none_or(|h| h.iter().any(|k| k == key))
 }
 
 /// What a parser did to the line.
@@ -125,6 +144,10 @@ impl Parser {
         s: &mut Scratch,
         next: &mut Vec<u8>,
     ) -> Outcome {
+        if s.hints.as_ref().is_some_and(|h| h.is_empty()) {
+            // No label of this query needs parsing.
+            return Outcome::Keep;
+        }
         match self {
             Parser::JsonAll => {
                 s.key.clear();
@@ -146,14 +169,16 @@ impl Parser {
                 }
             }
             Parser::Pattern(p) => {
-                let Scratch { key, val, .. } = s;
+                let Scratch {
+                    key, val, hints, ..
+                } = s;
                 p.captures(line, |name, v| {
                     key.clear();
                     key.push_str(name);
                     if lbs.collides(key) {
                         key.push_str(DUPLICATE_SUFFIX);
                     }
-                    if !lbs.has_parsed(key) {
+                    if !lbs.has_parsed(key) && want(hints, key) {
                         lossy_into(v, val);
                         lbs.set_parsed(key, val);
                     }
@@ -219,7 +244,7 @@ fn set_extracted(lbs: &mut Lbs, s: &mut Scratch, raw_key: &str, v: &[u8]) {
     if lbs.collides(&s.key) {
         s.key.push_str(DUPLICATE_SUFFIX);
     }
-    if lbs.has_parsed(&s.key) {
+    if lbs.has_parsed(&s.key) || !want(&s.hints, &s.key) {
         return;
     }
     lossy_into(v, &mut s.val);
@@ -493,7 +518,7 @@ fn json_all(
                     if lbs.collides(&s.key) {
                         s.key.push_str(DUPLICATE_SUFFIX);
                     }
-                    if !lbs.has_parsed(&s.key) {
+                    if !lbs.has_parsed(&s.key) && want(&s.hints, &s.key) {
                         match ty {
                             JType::Str => unescape_json(&b[vs..ve], &mut s.val),
                             _ => lossy_into(&b[vs..ve], &mut s.val),
@@ -730,7 +755,7 @@ fn unpack(line: &[u8], lbs: &mut Lbs, s: &mut Scratch, next: &mut Vec<u8>) -> Ou
                     if lbs.collides(&s.key) {
                         s.key.push_str(DUPLICATE_SUFFIX);
                     }
-                    if !lbs.has_parsed(&s.key) {
+                    if !lbs.has_parsed(&s.key) && want(&s.hints, &s.key) {
                         if s.pairs.len() <= n {
                             s.pairs.push((String::new(), String::new()));
                         }
@@ -937,7 +962,7 @@ fn logfmt_all(line: &[u8], strict: bool, keep_empty: bool, lbs: &mut Lbs, s: &mu
         if lbs.collides(&s.key) {
             s.key.push_str(DUPLICATE_SUFFIX);
         }
-        if lbs.has_parsed(&s.key) {
+        if lbs.has_parsed(&s.key) || !want(&s.hints, &s.key) {
             continue;
         }
         d.value_into(&mut s.val);
