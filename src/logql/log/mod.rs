@@ -776,9 +776,9 @@ mod tests {
         );
         // `sum(count_over_time({...} | json [1m]))`: no label needed, no parse
         // and no error on a non-JSON line.
-        let h = parser_hints(&[json.clone()], &SampleKind::Count, Some(&[])).unwrap();
+        let h = parser_hints(std::slice::from_ref(&json), &SampleKind::Count, Some(&[])).unwrap();
         assert!(h.is_empty());
-        let p = Pipeline::new(&[json.clone()])
+        let p = Pipeline::new(std::slice::from_ref(&json))
             .unwrap()
             .with_parser_hints(Some(&h));
         let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
