@@ -24,6 +24,9 @@ pub struct Scratch {
     /// Parser hints: `None` extracts everything; `Some(names)` only those
     /// keys; `Some([])` skips parsing entirely.
     pub(crate) hints: Option<Arc<[String]>>,
+    /// Capture slots of the last regexp used (keyed by its address), so
+    /// that matching does not allocate per line.
+    locs: Option<(usize, regex::bytes::CaptureLocations)>,
 }
 
 impl Scratch {
@@ -161,12 +164,21 @@ impl Parser {
             Parser::Logfmt { strict, keep_empty } => logfmt_all(line, *strict, *keep_empty, lbs, s),
             Parser::LogfmtParams { strict, params } => logfmt_params(line, *strict, params, lbs, s),
             Parser::Regexp { re, names } => {
-                if let Some(caps) = re.captures(line) {
+                let id = re as *const regex::bytes::Regex as usize;
+                let mut locs = match s.locs.take() {
+                    Some((k, l)) if k == id => l,
+                    _ => re.capture_locations(),
+                };
+                if re.captures_read(&mut locs, line).is_some() {
                     for (i, name) in names {
-                        let v = caps.get(*i).map(|m| m.as_bytes()).unwrap_or(b"");
+                        let v = locs
+                            .get(*i)
+                            .and_then(|(a, b)| line.get(a..b))
+                            .unwrap_or(b"");
                         set_extracted(lbs, s, name, v);
                     }
                 }
+                s.locs = Some((id, locs));
             }
             Parser::Pattern(p) => {
                 let Scratch {
@@ -1230,6 +1242,17 @@ mod tests {
             ))])
             .is_err()
         );
+    }
+
+    #[test]
+    fn two_regexp_stages() {
+        let a = Stage::Parser(ParserStage::Regexp(r"^(?P<month>\w+) (?P<day>\d+)".into()));
+        let b = Stage::Parser(ParserStage::Regexp(r"sshd\[(?P<pid>\d+)\]".into()));
+        let p = pipeline(vec![a, b]);
+        for _ in 0..2 {
+            let (_, l) = run(&p, "Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user").unwrap();
+            assert_eq!(l, r#"{app="svc", day="10", month="Dec", pid="24200"}"#);
+        }
     }
 
     #[test]
