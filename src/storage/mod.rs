@@ -129,11 +129,7 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn new(
-        name: impl Into<String>,
-        op: MatchOp,
-        value: impl Into<String>,
-    ) -> Result<Matcher, regex::Error> {
+    pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Matcher, regex::Error> {
         let value = value.into();
         let re = match op {
             MatchOp::Re | MatchOp::Nre => Some(
@@ -143,12 +139,7 @@ impl Matcher {
             ),
             _ => None,
         };
-        Ok(Matcher {
-            name: name.into(),
-            op,
-            value,
-            re,
-        })
+        Ok(Matcher { name: name.into(), op, value, re })
     }
 
     /// Whether a label value (empty when the label is absent) matches.
@@ -292,13 +283,7 @@ impl Store {
 
     /// Streams of `tenant` matching all `matchers` that may have entries in
     /// `[from, through)`, sorted by labels.
-    pub fn select_series(
-        &self,
-        _tenant: &str,
-        _matchers: &[Matcher],
-        _from: i64,
-        _through: i64,
-    ) -> Result<Vec<SeriesRef>> {
+    pub fn select_series(&self, _tenant: &str, _matchers: &[Matcher], _from: i64, _through: i64) -> Result<Vec<SeriesRef>> {
         Ok(Vec::new())
     }
 
@@ -319,36 +304,17 @@ impl Store {
 
     /// Label names of streams matching `matchers` (all streams when empty)
     /// with entries in `[from, through)`, sorted.
-    pub fn label_names(
-        &self,
-        _tenant: &str,
-        _matchers: &[Matcher],
-        _from: i64,
-        _through: i64,
-    ) -> Result<Vec<String>> {
+    pub fn label_names(&self, _tenant: &str, _matchers: &[Matcher], _from: i64, _through: i64) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
 
     /// Values of label `name` over matching streams, sorted.
-    pub fn label_values(
-        &self,
-        _tenant: &str,
-        _name: &str,
-        _matchers: &[Matcher],
-        _from: i64,
-        _through: i64,
-    ) -> Result<Vec<String>> {
+    pub fn label_values(&self, _tenant: &str, _name: &str, _matchers: &[Matcher], _from: i64, _through: i64) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
 
     /// Streams, chunks, entries and bytes of matching streams in the range.
-    pub fn index_stats(
-        &self,
-        _tenant: &str,
-        _matchers: &[Matcher],
-        _from: i64,
-        _through: i64,
-    ) -> Result<IndexStats> {
+    pub fn index_stats(&self, _tenant: &str, _matchers: &[Matcher], _from: i64, _through: i64) -> Result<IndexStats> {
         Ok(IndexStats::default())
     }
 

@@ -22,11 +22,7 @@ impl fmt::Display for ParseError {
         if self.line == 0 {
             write!(f, "parse error : {}", self.msg)
         } else {
-            write!(
-                f,
-                "parse error at line {}, col {}: {}",
-                self.line, self.col, self.msg
-            )
+            write!(f, "parse error at line {}, col {}: {}", self.line, self.col, self.msg)
         }
     }
 }
@@ -35,9 +31,5 @@ impl std::error::Error for ParseError {}
 
 /// Parses a whole LogQL query.
 pub fn parse_expr(input: &str) -> Result<ast::Expr, ParseError> {
-    Err(ParseError {
-        line: 0,
-        col: 0,
-        msg: format!("parser not implemented yet: {input}"),
-    })
+    Err(ParseError { line: 0, col: 0, msg: format!("parser not implemented yet: {input}") })
 }

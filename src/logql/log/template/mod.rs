@@ -26,9 +26,7 @@ pub struct Template {
 
 impl Template {
     pub fn parse(source: &str) -> Result<Template, TemplateError> {
-        Ok(Template {
-            source: source.to_string(),
-        })
+        Ok(Template { source: source.to_string() })
     }
 
     /// Appends the output for one entry to `out`.
