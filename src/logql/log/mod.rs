@@ -798,6 +798,51 @@ mod tests {
     }
 
     #[test]
+    fn random_input_never_panics() {
+        use crate::logql::syntax::ast::{ExtractParam, Unwrap, UnwrapConversion};
+        use rand::{Rng, SeedableRng};
+        let parsers = [
+            ParserStage::Json(vec![]),
+            ParserStage::Json(vec![ExtractParam {
+                label: "a".into(),
+                expr: Some(r#"a[0]["b"].c"#.into()),
+            }]),
+            ParserStage::Logfmt {
+                strict: true,
+                keep_empty: true,
+                params: vec![],
+            },
+            ParserStage::Logfmt {
+                strict: false,
+                keep_empty: false,
+                params: vec![],
+            },
+            ParserStage::Regexp(r"(?P<a>\w+)=(?P<b>\S*)".into()),
+            ParserStage::Pattern("<a> <_> [<b>]".into()),
+            ParserStage::Unpack,
+        ];
+        let alphabet = b"{}[]\":,\\ =\"abc019.-tfnul\x1b\xff\xc3";
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let kind = SampleKind::Unwrap(Unwrap {
+            label: "a".into(),
+            conversion: Some(UnwrapConversion::Duration),
+            post_filters: vec![],
+        });
+        for ps in parsers {
+            let p = pipeline(vec![Stage::Parser(ps), Stage::Decolorize]);
+            let mut sp = p.for_stream(&labels(r#"{a="1"}"#));
+            for _ in 0..3000 {
+                let n = rng.random_range(0..40);
+                let line: Vec<u8> = (0..n)
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect();
+                let _ = sp.process(0, &line, &[]);
+                let _ = sp.process_sample(0, &line, &[], &kind);
+            }
+        }
+    }
+
+    #[test]
     fn thread_safety() {
         fn send_sync<T: Send + Sync>() {}
         fn send<T: Send>() {}
