@@ -1,50 +1,35 @@
-//! `| decolorize`: strips ANSI escape sequences (CSI `ESC [ ... final`,
-//! OSC `ESC ] ... BEL|ESC \`, and two-byte `ESC x`) from the line.
+//! `| decolorize`: strips ANSI escape sequences from the line, with the
+//! widely used ansi-regex pattern that Loki also uses (CSI/SGR sequences
+//! introduced by ESC or U+009B, and BEL-terminated OSC sequences).
 
-/// True when the line contains an escape byte.
+use std::sync::LazyLock;
+
+static ANSI: LazyLock<Option<regex::bytes::Regex>> = LazyLock::new(|| {
+    regex::bytes::Regex::new(
+        r"[\x{1B}\x{9B}][\[\]()#;?]*(?:(?:(?:[a-zA-Z0-9]*(?:;[a-zA-Z0-9]*)*)?\x{07})|(?:(?:[0-9]{1,4}(?:;[0-9]{0,4})*)?[0-9A-PRZcf-ntqry=><~]))",
+    )
+    .ok()
+});
+
+/// True when the line may contain an escape sequence (ESC, or U+009B).
 #[inline]
 pub fn has_escape(line: &[u8]) -> bool {
     memchr::memchr(0x1b, line).is_some()
+        || memchr::memmem::find(line, "\u{9b}".as_bytes()).is_some()
 }
 
 /// Appends `line` without its ANSI escape sequences to `out`.
 pub fn decolorize(line: &[u8], out: &mut Vec<u8>) {
-    let mut i = 0;
-    while i < line.len() {
-        let c = line[i];
-        if c != 0x1b {
-            out.push(c);
-            i += 1;
-            continue;
-        }
-        match line.get(i + 1) {
-            Some(b'[') => {
-                // CSI: parameters and intermediates, then a final byte 0x40..=0x7e.
-                let mut j = i + 2;
-                while j < line.len() && !(0x40..=0x7e).contains(&line[j]) {
-                    j += 1;
-                }
-                i = (j + 1).min(line.len());
-            }
-            Some(b']') => {
-                let mut j = i + 2;
-                while j < line.len() {
-                    if line[j] == 0x07 {
-                        j += 1;
-                        break;
-                    }
-                    if line[j] == 0x1b && line.get(j + 1) == Some(&b'\\') {
-                        j += 2;
-                        break;
-                    }
-                    j += 1;
-                }
-                i = j;
-            }
-            Some(_) => i += 2,
-            None => i += 1,
-        }
+    let Some(re) = ANSI.as_ref() else {
+        out.extend_from_slice(line);
+        return;
+    };
+    let mut last = 0;
+    for m in re.find_iter(line) {
+        out.extend_from_slice(&line[last..m.start()]);
+        last = m.end();
     }
+    out.extend_from_slice(&line[last..]);
 }
 
 #[cfg(test)]
@@ -68,8 +53,9 @@ mod tests {
         assert_eq!(strip("\x1b[1;32;40mok\x1b[K done"), "ok done");
         assert_eq!(strip("\x1b]0;title\x07text"), "text");
         assert_eq!(strip("plain"), "plain");
-        assert_eq!(strip("trailing \x1b"), "trailing ");
-        assert_eq!(strip("cut \x1b[31"), "cut ");
+        assert_eq!(strip("\u{9b}31mred"), "red");
+        // Incomplete sequences are kept, as with Loki's regex.
+        assert_eq!(strip("trailing \x1b"), "trailing \x1b");
     }
 
     #[test]

@@ -17,7 +17,10 @@ fn compile(sel: &[LabelSelection]) -> Result<Vec<Sel>, PipelineError> {
         .map(|s| {
             Ok(Sel {
                 name: s.name.clone(),
-                m: s.matcher.as_ref().map(StrMatcher::new).transpose()?,
+                m: s.matcher
+                    .as_ref()
+                    .map(|m| StrMatcher::new(m, true))
+                    .transpose()?,
             })
         })
         .collect()
@@ -117,6 +120,15 @@ mod tests {
             l,
             r#"{app="svc", event="order_processing_failed", order_id="4411", trace_id="abc"}"#
         );
+    }
+
+    #[test]
+    fn drop_matcher_dot_matches_newline() {
+        let p = pipeline(vec![
+            json(),
+            Stage::Drop(vec![m("msg", MatchOp::Re, "a.b")]),
+        ]);
+        assert_eq!(run(&p, r#"{"msg": "a\nb"}"#).unwrap().1, r#"{app="svc"}"#);
     }
 
     #[test]

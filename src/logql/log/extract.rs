@@ -1,6 +1,6 @@
 //! Sample extraction for `| unwrap`: the label's value as f64, or through
 //! `duration()`/`duration_seconds()` (seconds) or `bytes()`. The unwrapped
-//! label is removed; a failed conversion keeps the sample with value 0 and
+//! label is removed; an entry without it gives no sample; a failed conversion keeps the sample with value 0 and
 //! `__error__=SampleExtractionErr`; then the post-unwrap filters run.
 
 use super::label_filter::{parse_bytes, parse_float, parse_go_duration, LabelFilter};
@@ -23,9 +23,11 @@ pub fn compile_post_filters(u: &Unwrap) -> Result<Vec<LabelFilter>, PipelineErro
     u.post_filters.iter().map(LabelFilter::new).collect()
 }
 
-/// Extracts the sample; `None` when a post filter drops the entry.
+/// Extracts the sample; `None` when the label is missing or empty, or a
+/// post filter drops the entry.
 pub(crate) fn unwrap(u: &Unwrap, post: &[LabelFilter], lbs: &mut Lbs) -> Option<f64> {
-    let raw = lbs.get(&u.label).unwrap_or("");
+    // As Loki (issue 6713): an entry without the label yields no sample.
+    let raw = lbs.get(&u.label).filter(|v| !v.is_empty())?;
     let v = match convert(raw, u.conversion) {
         Ok(v) => v,
         Err(e) => {
@@ -126,12 +128,9 @@ mod tests {
             l,
             r#"{__error__="SampleExtractionErr", __error_details__="strconv.ParseFloat: parsing \"bob\": invalid syntax", app="svc", duration_ms="250.5", size="2KiB", status="200", took="1.5s"}"#
         );
-        let (v, l) = sample(&uw("missing", None, vec![]), "a=1").unwrap();
-        assert_eq!(v, 0.0);
-        assert!(
-            l.contains(r#"__error_details__="strconv.ParseFloat: parsing \"\": invalid syntax""#),
-            "{l}"
-        );
+        // A missing or empty label gives no sample at all (Loki issue 6713).
+        assert!(sample(&uw("missing", None, vec![]), "a=1").is_none());
+        assert!(sample(&uw("a", None, vec![]), "a=\"\" b=1").is_none());
         let (_, l) = sample(&uw("user", Some(UnwrapConversion::Duration), vec![]), LINE).unwrap();
         assert!(
             l.contains(r#"__error_details__="time: invalid duration \"bob\"""#),

@@ -11,7 +11,7 @@ use crate::logql::syntax::ast::{LineFilter, LineFilterOp, LineFilterValue};
 /// One operand of a line filter.
 #[derive(Debug)]
 enum Operand {
-    Literal(memmem::Finder<'static>),
+    Literal(Box<memmem::Finder<'static>>),
     Regex(regex::bytes::Regex),
     Pattern(PatternExpr),
     Ip(IpMatcher),
@@ -47,7 +47,7 @@ impl LineFilterStage {
         for v in &f.values {
             operands.push(match (f.op, v) {
                 (LineFilterOp::Contains | LineFilterOp::NotContains, LineFilterValue::Str(s)) => {
-                    Operand::Literal(memmem::Finder::new(s.as_bytes()).into_owned())
+                    Operand::Literal(Box::new(memmem::Finder::new(s.as_bytes()).into_owned()))
                 }
                 (LineFilterOp::Contains | LineFilterOp::NotContains, LineFilterValue::Ip(p)) => {
                     Operand::Ip(IpMatcher::new(p)?)
@@ -103,7 +103,7 @@ impl LineFilterStage {
                 if at + nlen <= offsets[li + 1] as usize {
                     hit[li] = true;
                     // Skip the rest of this line.
-                    pos = offsets[li + 1] as usize;
+                    pos = (offsets[li + 1] as usize).max(at + 1);
                     li += 1;
                 } else {
                     pos = at + 1;

@@ -8,7 +8,9 @@ use super::{Lbs, PipelineError, ERR_LABEL_FILTER};
 use crate::labels::go_quote;
 use crate::logql::syntax::ast::{CmpOp, LabelFilterExpr, MatchOp, Matcher};
 
-/// A compiled string matcher (`=`, `!=`, `=~`, `!~`).
+/// A compiled string matcher (`=`, `!=`, `=~`, `!~`). Regexes are fully
+/// anchored. As in Loki, `.` matches a newline in `drop`/`keep` matchers
+/// (Prometheus matchers) but not in label filters (line-filter regexes).
 #[derive(Debug)]
 pub struct StrMatcher {
     op: MatchOp,
@@ -17,10 +19,11 @@ pub struct StrMatcher {
 }
 
 impl StrMatcher {
-    pub fn new(m: &Matcher) -> Result<StrMatcher, PipelineError> {
+    pub fn new(m: &Matcher, dot_nl: bool) -> Result<StrMatcher, PipelineError> {
+        let flags = if dot_nl { "s" } else { "" };
         let re = match m.op {
             MatchOp::Re | MatchOp::Nre => Some(
-                regex::Regex::new(&format!("^(?:{})$", m.value))
+                regex::Regex::new(&format!("^(?{flags}:{})$", m.value))
                     .map_err(|e| PipelineError(format!("error parsing regexp: {e}")))?,
             ),
             _ => None,
@@ -97,7 +100,7 @@ impl LabelFilter {
             LabelFilterExpr::Paren(a) => Self::new(a)?,
             LabelFilterExpr::String(m) => LabelFilter::Str {
                 name: m.name.clone(),
-                m: StrMatcher::new(m)?,
+                m: StrMatcher::new(m, false)?,
             },
             LabelFilterExpr::Number { name, op, value } => LabelFilter::Number {
                 name: name.clone(),
@@ -129,13 +132,9 @@ impl LabelFilter {
     /// True when the entry passes.
     pub(crate) fn process(&self, lbs: &mut Lbs) -> bool {
         match self {
+            // As Loki's BinaryLabelFilter: `or` stops at a passing left side.
             LabelFilter::And(a, b) => a.process(lbs) && b.process(lbs),
-            LabelFilter::Or(a, b) => {
-                // Both sides run (as Loki) so either may set an error.
-                let l = a.process(lbs);
-                let r = b.process(lbs);
-                l || r
-            }
+            LabelFilter::Or(a, b) => a.process(lbs) || b.process(lbs),
             LabelFilter::Str { name, m } => m.matches(lbs.get(name).unwrap_or("")),
             LabelFilter::Number { name, op, value } => {
                 let Some(v) = lbs.get(name) else { return false };
@@ -167,6 +166,8 @@ impl LabelFilter {
                     }
                 }
             }
+            // With an error set, only string matchers filter (as Loki).
+            LabelFilter::Ip { .. } if lbs.has_err() => true,
             LabelFilter::Ip { name, negate, m } => match lbs.get(name) {
                 None => false,
                 Some(v) => m.matches_text(v.as_bytes()) != *negate,
@@ -370,6 +371,10 @@ mod tests {
         assert!(run(&p, line).is_none());
         let p = pipeline(vec![logfmt(), lf(s("level", MatchOp::Re, "err.*"))]);
         assert!(run(&p, line).is_some());
+        let p = pipeline(vec![logfmt(), lf(s("msg", MatchOp::Re, "order.*"))]);
+        // `.` does not match a newline in label filters.
+        assert!(run(&p, "msg=\"order\\nfailed\"").is_none());
+        assert!(run(&p, "msg=\"order failed\"").is_some());
         let p = pipeline(vec![logfmt(), lf(s("level", MatchOp::Neq, "error"))]);
         assert!(run(&p, line).is_none());
         // A missing label is the empty string.
@@ -506,6 +511,40 @@ mod tests {
         assert!(run(&pipeline(vec![logfmt(), ip(false, "10.0.0.0/16")]), line).is_some());
         assert!(run(&pipeline(vec![logfmt(), ip(true, "10.0.0.0/16")]), line).is_none());
         assert!(run(&pipeline(vec![logfmt(), ip(false, "10.1.0.0/16")]), line).is_none());
+    }
+
+    #[test]
+    fn or_short_circuits_like_loki() {
+        let line = "status=502 user=bob";
+        let st = LabelFilterExpr::Number {
+            name: "status".into(),
+            op: CmpOp::Eq,
+            value: 502.0,
+        };
+        let user = LabelFilterExpr::Number {
+            name: "user".into(),
+            op: CmpOp::Gt,
+            value: 1.0,
+        };
+        let p = pipeline(vec![
+            logfmt(),
+            lf(LabelFilterExpr::Or(
+                Box::new(st.clone()),
+                Box::new(user.clone()),
+            )),
+        ]);
+        assert_eq!(
+            run(&p, line).unwrap().1,
+            r#"{app="svc", status="502", user="bob"}"#
+        );
+        let p = pipeline(vec![
+            logfmt(),
+            lf(LabelFilterExpr::Or(Box::new(user), Box::new(st))),
+        ]);
+        assert!(run(&p, line)
+            .unwrap()
+            .1
+            .contains(r#"__error__="LabelFilterErr""#));
     }
 
     #[test]

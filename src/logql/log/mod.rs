@@ -78,14 +78,6 @@ pub enum SampleKind {
     Unwrap(Unwrap),
 }
 
-/// Which category holds a label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Category {
-    Stream,
-    Metadata,
-    Parsed,
-}
-
 /// A reusable list of label pairs: slots past `len` keep their string
 /// capacity so that refilling it per line does not allocate.
 #[derive(Debug, Default)]
@@ -195,6 +187,11 @@ impl Lbs {
         self.err_details.clear();
         for (k, v) in metadata {
             self.meta.set(k, v);
+            // Structured metadata shadows a stream label of the same name.
+            if self.base.get(k).is_some() {
+                self.modify_stream();
+                self.stream.remove(k);
+            }
         }
     }
 
@@ -228,22 +225,10 @@ impl Lbs {
             .or_else(|| self.stream_get(name))
     }
 
-    pub(crate) fn category(&self, name: &str) -> Option<Category> {
-        if self.parsed.find(name).is_some() || name == ERROR_LABEL || name == ERROR_DETAILS_LABEL {
-            if self.get(name).is_some() {
-                return Some(Category::Parsed);
-            }
-            return None;
-        }
-        if self.meta.find(name).is_some() {
-            return Some(Category::Metadata);
-        }
-        self.stream_get(name).map(|_| Category::Stream)
-    }
-
     /// True when a parsed key named `name` must be renamed `<name>_extracted`.
+    /// As Loki's `BaseHas`, this looks at the stream's original labels.
     pub(crate) fn collides(&self, name: &str) -> bool {
-        self.stream_get(name).is_some() || self.meta.find(name).is_some()
+        self.base.get(name).is_some() || self.meta.find(name).is_some()
     }
 
     /// True when a parser already extracted `name` (first value wins).
@@ -301,22 +286,6 @@ impl Lbs {
         self.parsed.set(name, value);
     }
 
-    /// Sets a label in the given category.
-    pub(crate) fn set_in(&mut self, cat: Category, name: &str, value: &str) {
-        match cat {
-            Category::Parsed => self.set_parsed(name, value),
-            Category::Metadata => {
-                self.del(name);
-                self.meta.set(name, value);
-            }
-            Category::Stream => {
-                self.del(name);
-                self.modify_stream();
-                self.stream.set(name, value);
-            }
-        }
-    }
-
     /// Removes a label from whichever category holds it.
     pub(crate) fn del(&mut self, name: &str) {
         match name {
@@ -359,16 +328,21 @@ impl Lbs {
             out.structured_metadata = self.meta.to_labels();
         }
         // Errors are parsed labels.
-        if !self.err.is_empty() {
-            self.parsed.set(ERROR_LABEL, &self.err.clone());
+        let Lbs {
+            parsed,
+            err,
+            err_details,
+            ..
+        } = self;
+        if !err.is_empty() {
+            parsed.set(ERROR_LABEL, err);
         }
-        if !self.err_details.is_empty() {
-            self.parsed
-                .set(ERROR_DETAILS_LABEL, &self.err_details.clone());
+        if !err_details.is_empty() {
+            parsed.set(ERROR_DETAILS_LABEL, err_details);
         }
-        self.parsed.sort();
-        if !self.parsed.same_as(&out.parsed) {
-            out.parsed = self.parsed.to_labels();
+        parsed.sort();
+        if !parsed.same_as(&out.parsed) {
+            out.parsed = parsed.to_labels();
         }
     }
 }
@@ -390,6 +364,7 @@ pub(crate) enum CompiledStage {
 #[derive(Clone, Debug)]
 pub struct Pipeline {
     stages: Arc<Vec<CompiledStage>>,
+    hints: Option<Arc<[String]>>,
 }
 
 impl Pipeline {
@@ -412,6 +387,7 @@ impl Pipeline {
         }
         Ok(Pipeline {
             stages: Arc::new(out),
+            hints: None,
         })
     }
 
@@ -458,6 +434,16 @@ impl Pipeline {
         }
     }
 
+    /// Sets parser hints (Loki's): `None` (the default) makes parsers
+    /// extract every key; `Some(names)` only those keys (after the
+    /// `_extracted` rename); `Some(&[])` skips parsers entirely, so a metric
+    /// query needing no parsed label sees no parser errors. Compute them
+    /// with [`parser_hints`].
+    pub fn with_parser_hints(mut self, hints: Option<&[String]>) -> Pipeline {
+        self.hints = hints.map(Arc::from);
+        self
+    }
+
     /// The pipeline for one stream.
     pub fn for_stream(&self, labels: &Labels) -> StreamPipeline {
         StreamPipeline {
@@ -471,10 +457,76 @@ impl Pipeline {
                 ..Default::default()
             },
             lbs: Lbs::new(labels.clone()),
-            bufs: Buffers::default(),
+            bufs: Buffers {
+                scratch: parser::Scratch::with_hints(self.hints.clone()),
+                ..Default::default()
+            },
             post: None,
         }
     }
+}
+
+/// Parser hints for a metric query, as Loki computes them: `groups` is the
+/// `by (...)` grouping of the outer aggregation when only those output
+/// labels matter (`Some(&[])` for e.g. `sum(...)`), or `None` when every
+/// label does (no aggregation, or `without`). Returns `None` (extract
+/// everything) when `groups` is `None` or a template may read any label;
+/// otherwise the names the stages, the unwrap and the grouping refer to
+/// (each `x_extracted` also adds `x`).
+pub fn parser_hints(
+    stages: &[Stage],
+    kind: &SampleKind,
+    groups: Option<&[String]>,
+) -> Option<Vec<String>> {
+    use crate::logql::syntax::ast::LabelFilterExpr as L;
+    fn filter_names(e: &L, out: &mut Vec<String>) {
+        match e {
+            L::And(a, b) | L::Or(a, b) => {
+                filter_names(a, out);
+                filter_names(b, out);
+            }
+            L::Paren(a) => filter_names(a, out),
+            L::String(m) => out.push(m.name.clone()),
+            L::Number { name, .. }
+            | L::Duration { name, .. }
+            | L::Bytes { name, .. }
+            | L::Ip { name, .. } => out.push(name.clone()),
+        }
+    }
+    let mut names: Vec<String> = groups?.to_vec();
+    for s in stages {
+        match s {
+            Stage::LineFormat(_) => return None,
+            Stage::LabelFormat(f) => {
+                for x in f {
+                    match x {
+                        crate::logql::syntax::ast::LabelFmt::Rename { dst, src } => {
+                            names.push(dst.clone());
+                            names.push(src.clone());
+                        }
+                        crate::logql::syntax::ast::LabelFmt::Template { .. } => return None,
+                    }
+                }
+            }
+            Stage::LabelFilter(e) => filter_names(e, &mut names),
+            Stage::Drop(sel) | Stage::Keep(sel) => names.extend(sel.iter().map(|s| s.name.clone())),
+            Stage::LineFilter(_) | Stage::Parser(_) | Stage::Decolorize => {}
+        }
+    }
+    if let SampleKind::Unwrap(u) = kind {
+        names.push(u.label.clone());
+        for f in &u.post_filters {
+            filter_names(f, &mut names);
+        }
+    }
+    let extra: Vec<String> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix("_extracted").map(String::from))
+        .collect();
+    names.extend(extra);
+    names.sort();
+    names.dedup();
+    Some(names)
 }
 
 /// Buffers reused across the entries of a stream.
@@ -612,7 +664,9 @@ impl StreamPipeline {
     }
 
     /// Runs one entry and extracts its sample value. `None` when filtered
-    /// out; conversion failures keep the sample with `__error__` set.
+    /// out (or, for `unwrap`, when the label is missing or empty); conversion
+    /// failures keep the sample (value 0) with `__error__` set. The
+    /// unwrapped label is removed from the labels.
     pub fn process_sample(
         &mut self,
         ts: i64,
@@ -690,6 +744,113 @@ mod tests {
     }
 
     #[test]
+    fn parser_hints_limit_extraction() {
+        use crate::logql::syntax::ast::{Unwrap, UnwrapConversion};
+        let json = Stage::Parser(ParserStage::Json(vec![]));
+        let lvl = Stage::LabelFilter(LabelFilterExpr::String(Matcher {
+            name: "level".into(),
+            op: MatchOp::Eq,
+            value: "error".into(),
+        }));
+        let stages = vec![json.clone(), lvl];
+        let kind = SampleKind::Unwrap(Unwrap {
+            label: "duration_ms".into(),
+            conversion: Some(UnwrapConversion::Bytes),
+            post_filters: vec![],
+        });
+        // No aggregation: everything is extracted.
+        assert_eq!(parser_hints(&stages, &kind, None), None);
+        let groups = ["order_id_extracted".to_string()];
+        let h = parser_hints(&stages, &kind, Some(&groups)).unwrap();
+        assert_eq!(
+            h,
+            ["duration_ms", "level", "order_id", "order_id_extracted"]
+        );
+        let p = Pipeline::new(&stages).unwrap().with_parser_hints(Some(&h));
+        let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
+        let line = br#"{"level": "error", "event": "x", "order_id": 1, "duration_ms": 5}"#;
+        let (_, r) = sp.process(1, line, &[]).unwrap();
+        assert_eq!(
+            r.parsed.to_string(),
+            r#"{duration_ms="5", level="error", order_id="1"}"#
+        );
+        // `sum(count_over_time({...} | json [1m]))`: no label needed, no parse
+        // and no error on a non-JSON line.
+        let h = parser_hints(std::slice::from_ref(&json), &SampleKind::Count, Some(&[])).unwrap();
+        assert!(h.is_empty());
+        let p = Pipeline::new(std::slice::from_ref(&json))
+            .unwrap()
+            .with_parser_hints(Some(&h));
+        let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
+        let (_, r) = sp
+            .process_sample(1, b"not json", &[], &SampleKind::Count)
+            .unwrap();
+        assert!(r.parsed.is_empty());
+        // A template may read any label.
+        assert_eq!(
+            parser_hints(
+                &[json, Stage::LineFormat("x".into())],
+                &SampleKind::Count,
+                Some(&[])
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn random_input_never_panics() {
+        use crate::logql::syntax::ast::{ExtractParam, Unwrap, UnwrapConversion};
+        use rand::{Rng, SeedableRng};
+        let parsers = [
+            ParserStage::Json(vec![]),
+            ParserStage::Json(vec![ExtractParam {
+                label: "a".into(),
+                expr: Some(r#"a[0]["b"].c"#.into()),
+            }]),
+            ParserStage::Logfmt {
+                strict: true,
+                keep_empty: true,
+                params: vec![],
+            },
+            ParserStage::Logfmt {
+                strict: false,
+                keep_empty: false,
+                params: vec![],
+            },
+            ParserStage::Regexp(r"(?P<a>\w+)=(?P<b>\S*)".into()),
+            ParserStage::Pattern("<a> <_> [<b>]".into()),
+            ParserStage::Unpack,
+        ];
+        let alphabet = b"{}[]\":,\\ =\"abc019.-tfnul\x1b\xff\xc3";
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let kind = SampleKind::Unwrap(Unwrap {
+            label: "a".into(),
+            conversion: Some(UnwrapConversion::Duration),
+            post_filters: vec![],
+        });
+        for ps in parsers {
+            let p = pipeline(vec![Stage::Parser(ps), Stage::Decolorize]);
+            let mut sp = p.for_stream(&labels(r#"{a="1"}"#));
+            for _ in 0..3000 {
+                let n = rng.random_range(0..40);
+                let line: Vec<u8> = (0..n)
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect();
+                let _ = sp.process(0, &line, &[]);
+                let _ = sp.process_sample(0, &line, &[], &kind);
+            }
+        }
+    }
+
+    #[test]
+    fn thread_safety() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Pipeline>();
+        send::<StreamPipeline>();
+    }
+
+    #[test]
     fn categories_are_tracked() {
         let p = pipeline(vec![Stage::Parser(ParserStage::Json(vec![]))]);
         let mut sp = p.for_stream(&labels(r#"{app="svc", env="prod"}"#));
@@ -705,6 +866,32 @@ mod tests {
             r.parsed.to_string(),
             r#"{__error__="JSONParserErr", __error_details__="Value looks like object, but can't find closing '}' symbol"}"#
         );
+    }
+
+    #[test]
+    fn metadata_shadows_stream_label() {
+        let p = pipeline(vec![]);
+        let mut sp = p.for_stream(&labels(r#"{app="svc", env="prod"}"#));
+        let m = md(&[("env", "dev")]);
+        let (_, r) = sp.process(1, b"x", &m).unwrap();
+        assert_eq!(r.stream.to_string(), r#"{app="svc"}"#);
+        assert_eq!(r.structured_metadata.to_string(), r#"{env="dev"}"#);
+        assert_eq!(r.merged().to_string(), r#"{app="svc", env="dev"}"#);
+    }
+
+    #[test]
+    fn parsed_key_of_a_dropped_stream_label_is_still_renamed() {
+        use crate::logql::syntax::ast::LabelSelection;
+        let p = pipeline(vec![
+            Stage::Drop(vec![LabelSelection {
+                name: "app".into(),
+                matcher: None,
+            }]),
+            Stage::Parser(ParserStage::Json(vec![])),
+        ]);
+        let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
+        let (_, r) = sp.process(1, br#"{"app": "web"}"#, &[]).unwrap();
+        assert_eq!(r.merged().to_string(), r#"{app_extracted="web"}"#);
     }
 
     #[test]
@@ -774,6 +961,32 @@ mod tests {
         let mut keep = Vec::new();
         p.filter_block(&buf, &off, &mut keep);
         assert_eq!(keep, [false, false, true]);
+    }
+
+    /// `cargo test --release --lib bench_json -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench_json_parser() {
+        let line = br#"{"timestamp": "2024-05-01T10:00:00Z", "level": "error", "event": "order_processing_failed", "order_id": 4411, "trace_id": "7f3a9c", "duration_ms": 250.5, "ctx": {"user": 7, "region": "eu"}}"#;
+        let p = pipeline(vec![Stage::Parser(ParserStage::Json(vec![]))]);
+        let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
+        let n = 200_000;
+        let t = std::time::Instant::now();
+        let mut total = 0usize;
+        for i in 0..n {
+            let (_, r) = sp.process(i, line, &[]).unwrap();
+            total += r.parsed.len();
+        }
+        let ours = t.elapsed();
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            total += v.as_object().map(|o| o.len()).unwrap_or(0);
+        }
+        println!(
+            "{n} lines: pipeline json {ours:?}, serde_json::Value parse alone {:?} ({total})",
+            t.elapsed()
+        );
     }
 
     /// `cargo test --release --lib bench_filter -- --ignored --nocapture`

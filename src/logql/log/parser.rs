@@ -5,6 +5,8 @@
 //! key wins. Failures set `__error__`/`__error_details__` as Loki does. The
 //! JSON scanner is our own and never panics on malformed input.
 
+use std::sync::Arc;
+
 use super::filter::PatternExpr;
 use super::{Lbs, PipelineError, ERR_JSON, ERR_LOGFMT};
 use crate::logql::syntax::ast::{ExtractParam, ParserStage};
@@ -19,6 +21,26 @@ pub struct Scratch {
     key: String,
     val: String,
     pairs: Vec<(String, String)>,
+    /// Parser hints: `None` extracts everything; `Some(names)` only those
+    /// keys; `Some([])` skips parsing entirely.
+    pub(crate) hints: Option<Arc<[String]>>,
+    /// Capture slots of the last regexp used (keyed by its address), so
+    /// that matching does not allocate per line.
+    locs: Option<(usize, regex::bytes::CaptureLocations)>,
+}
+
+impl Scratch {
+    pub(crate) fn with_hints(hints: Option<Arc<[String]>>) -> Scratch {
+        Scratch {
+            hints,
+            ..Default::default()
+        }
+    }
+}
+
+/// True when the hints allow extracting `key`.
+fn want(hints: &Option<Arc<[String]>>, key: &str) -> bool {
+    hints.as_ref().is_none_or(|h| h.iter().any(|k| k == key))
 }
 
 /// What a parser did to the line.
@@ -125,6 +147,10 @@ impl Parser {
         s: &mut Scratch,
         next: &mut Vec<u8>,
     ) -> Outcome {
+        if s.hints.as_ref().is_some_and(|h| h.is_empty()) {
+            // No label of this query needs parsing.
+            return Outcome::Keep;
+        }
         match self {
             Parser::JsonAll => {
                 s.key.clear();
@@ -138,22 +164,33 @@ impl Parser {
             Parser::Logfmt { strict, keep_empty } => logfmt_all(line, *strict, *keep_empty, lbs, s),
             Parser::LogfmtParams { strict, params } => logfmt_params(line, *strict, params, lbs, s),
             Parser::Regexp { re, names } => {
-                if let Some(caps) = re.captures(line) {
+                let id = re as *const regex::bytes::Regex as usize;
+                let mut locs = match s.locs.take() {
+                    Some((k, l)) if k == id => l,
+                    _ => re.capture_locations(),
+                };
+                if re.captures_read(&mut locs, line).is_some() {
                     for (i, name) in names {
-                        let v = caps.get(*i).map(|m| m.as_bytes()).unwrap_or(b"");
+                        let v = locs
+                            .get(*i)
+                            .and_then(|(a, b)| line.get(a..b))
+                            .unwrap_or(b"");
                         set_extracted(lbs, s, name, v);
                     }
                 }
+                s.locs = Some((id, locs));
             }
             Parser::Pattern(p) => {
-                let Scratch { key, val, .. } = s;
+                let Scratch {
+                    key, val, hints, ..
+                } = s;
                 p.captures(line, |name, v| {
                     key.clear();
                     key.push_str(name);
                     if lbs.collides(key) {
                         key.push_str(DUPLICATE_SUFFIX);
                     }
-                    if !lbs.has_parsed(key) {
+                    if !lbs.has_parsed(key) && want(hints, key) {
                         lossy_into(v, val);
                         lbs.set_parsed(key, val);
                     }
@@ -219,7 +256,7 @@ fn set_extracted(lbs: &mut Lbs, s: &mut Scratch, raw_key: &str, v: &[u8]) {
     if lbs.collides(&s.key) {
         s.key.push_str(DUPLICATE_SUFFIX);
     }
-    if lbs.has_parsed(&s.key) {
+    if lbs.has_parsed(&s.key) || !want(&s.hints, &s.key) {
         return;
     }
     lossy_into(v, &mut s.val);
@@ -489,11 +526,11 @@ fn json_all(
                     s.key.push('_');
                 }
                 append_sanitized(&mut s.key, key);
-                if s.key.len() > prefix_len || (prefix_len == 0 && !s.key.is_empty()) {
+                if !s.key.is_empty() {
                     if lbs.collides(&s.key) {
                         s.key.push_str(DUPLICATE_SUFFIX);
                     }
-                    if !lbs.has_parsed(&s.key) {
+                    if !lbs.has_parsed(&s.key) && want(&s.hints, &s.key) {
                         match ty {
                             JType::Str => unescape_json(&b[vs..ve], &mut s.val),
                             _ => lossy_into(&b[vs..ve], &mut s.val),
@@ -730,7 +767,7 @@ fn unpack(line: &[u8], lbs: &mut Lbs, s: &mut Scratch, next: &mut Vec<u8>) -> Ou
                     if lbs.collides(&s.key) {
                         s.key.push_str(DUPLICATE_SUFFIX);
                     }
-                    if !lbs.has_parsed(&s.key) {
+                    if !lbs.has_parsed(&s.key) && want(&s.hints, &s.key) {
                         if s.pairs.len() <= n {
                             s.pairs.push((String::new(), String::new()));
                         }
@@ -937,7 +974,7 @@ fn logfmt_all(line: &[u8], strict: bool, keep_empty: bool, lbs: &mut Lbs, s: &mu
         if lbs.collides(&s.key) {
             s.key.push_str(DUPLICATE_SUFFIX);
         }
-        if lbs.has_parsed(&s.key) {
+        if lbs.has_parsed(&s.key) || !want(&s.hints, &s.key) {
             continue;
         }
         d.value_into(&mut s.val);
@@ -1049,6 +1086,14 @@ mod tests {
                 r#"{"1st": "x", "a-b.c": "y", " sp ": "z", "msg": "a\"b\u00e9\n", "a":"1", "a":"2"}"#
             ),
             r#"{_1st="x", a="1", a_b_c="y", app="svc", msg="a\"bé\n", sp="z"}"#
+        );
+    }
+
+    #[test]
+    fn json_empty_nested_key_uses_the_prefix() {
+        assert_eq!(
+            labels_of(vec![json()], r#"{"a": {"": 1}, "": 2}"#),
+            r#"{a="1", app="svc"}"#
         );
     }
 
@@ -1197,6 +1242,17 @@ mod tests {
             ))])
             .is_err()
         );
+    }
+
+    #[test]
+    fn two_regexp_stages() {
+        let a = Stage::Parser(ParserStage::Regexp(r"^(?P<month>\w+) (?P<day>\d+)".into()));
+        let b = Stage::Parser(ParserStage::Regexp(r"sshd\[(?P<pid>\d+)\]".into()));
+        let p = pipeline(vec![a, b]);
+        for _ in 0..2 {
+            let (_, l) = run(&p, "Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user").unwrap();
+            assert_eq!(l, r#"{app="svc", day="10", month="Dec", pid="24200"}"#);
+        }
     }
 
     #[test]
