@@ -225,6 +225,31 @@ impl Lbs {
             .or_else(|| self.stream_get(name))
     }
 
+    /// Calls `f` for every label of the entry (each name once; a parsed
+    /// label shadows a metadata or stream label of the same name).
+    pub(crate) fn for_each(&self, f: &mut dyn FnMut(&str, &str)) {
+        let stream: &[(String, String)] = if self.stream_modified { self.stream.as_slice() } else { self.base.pairs() };
+        for (k, v) in stream {
+            if self.parsed.find(k).is_none() && self.meta.find(k).is_none() {
+                f(k, v);
+            }
+        }
+        for (k, v) in self.meta.as_slice() {
+            if self.parsed.find(k).is_none() {
+                f(k, v);
+            }
+        }
+        for (k, v) in self.parsed.as_slice() {
+            f(k, v);
+        }
+        if !self.err.is_empty() {
+            f(ERROR_LABEL, &self.err);
+        }
+        if !self.err_details.is_empty() {
+            f(ERROR_DETAILS_LABEL, &self.err_details);
+        }
+    }
+
     /// True when a parsed key named `name` must be renamed `<name>_extracted`.
     /// As Loki's `BaseHas`, this looks at the stream's original labels.
     pub(crate) fn collides(&self, name: &str) -> bool {
