@@ -98,11 +98,7 @@ impl Engine {
                         p.end = p.end - rem + p.step;
                     }
                 }
-                let source = StoreSource {
-                    store: &self.store,
-                    tenant,
-                    ctx,
-                };
+                let source = StoreSource::new(&self.store, tenant, ctx, m);
                 crate::logql::eval::metric::eval_metric(m, &p, &source, &self.metric_limits())
             }
         }

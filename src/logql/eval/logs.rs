@@ -129,6 +129,11 @@ fn scan_streams(
     let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(limit.min(4096) + 1);
     let mut stats = QueryStats::default();
     let dir = params.direction;
+    // Filter-only pipelines test a whole block with one memmem pass over
+    // its concatenated lines; only the lines that pass go through the
+    // per-line pipeline (which supplies their labels).
+    let block_filter = pipeline.is_filter_only();
+    let mut keep: Vec<bool> = Vec::new();
     for &(si, s) in series {
         ctx.check()?;
         let mut sp = pipeline.for_stream(&s.labels);
@@ -146,6 +151,9 @@ fn scan_streams(
             let block = block?;
             ctx.check()?;
             let len = block.len();
+            if block_filter {
+                pipeline.filter_block(&block.lines, &block.line_offsets, &mut keep);
+            }
             for j in 0..len {
                 let i = match dir {
                     Direction::Forward => j,
@@ -159,6 +167,9 @@ fn scan_streams(
                 let line = block.line(i);
                 stats.lines_processed += 1;
                 stats.bytes_processed += line.len() as u64;
+                if block_filter && !keep.get(i).copied().unwrap_or(true) {
+                    continue;
+                }
                 if let Some((out, rl)) = sp.process(ts, line, &block.metadata[i]) {
                     stats.post_filter_lines += 1;
                     n += 1;

@@ -4,18 +4,69 @@
 //! When the aggregation needs only timestamps and sizes (`count_over_time`,
 //! `rate`, `bytes_*` over a bare selector) the lines are never decompressed.
 
+use std::collections::HashMap;
+
 use crate::labels::Labels;
 use crate::logql::eval::context::{QueryContext, QueryStats};
 use crate::logql::eval::selector::storage_matchers;
 use crate::logql::eval::{EvalError, SampleSource};
-use crate::logql::log::{Pipeline, ResultLabels, SampleKind};
-use crate::logql::syntax::ast::{RangeAggregation, RangeOp};
+use crate::logql::log::{parser_hints, Pipeline, ResultLabels, SampleKind};
+use crate::logql::syntax::ast::{MetricExpr, RangeAggregation, RangeOp, VectorOp};
 use crate::storage::{Direction, ReadColumns, Store};
 
 pub struct StoreSource<'a> {
-    pub store: &'a Store,
-    pub tenant: &'a str,
-    pub ctx: &'a QueryContext,
+    store: &'a Store,
+    tenant: &'a str,
+    ctx: &'a QueryContext,
+    /// For each range aggregation of the query (by address in its tree):
+    /// the output labels that matter, for parser hints (`None`: all).
+    groups: HashMap<usize, Option<Vec<String>>>,
+}
+
+impl<'a> StoreSource<'a> {
+    pub fn new(store: &'a Store, tenant: &'a str, ctx: &'a QueryContext, expr: &MetricExpr) -> StoreSource<'a> {
+        let mut groups = HashMap::new();
+        collect_groups(expr, None, &mut groups);
+        StoreSource { store, tenant, ctx, groups }
+    }
+}
+
+/// Records, for every range aggregation under `e`, which labels its
+/// enclosing aggregation keeps: `by (a, b)` keeps those, `sum(...)` none,
+/// anything else (no aggregation, `without`, topk, binary operators,
+/// label_replace) every label. Loki uses this to parse only what is needed,
+/// so `sum(count_over_time({a="b"} | json [1m]))` works on non-JSON lines.
+fn collect_groups(e: &MetricExpr, outer: Option<Vec<String>>, out: &mut HashMap<usize, Option<Vec<String>>>) {
+    match e {
+        MetricExpr::RangeAgg(r) => {
+            let g = match &r.grouping {
+                Some(g) if !g.without => Some(g.labels.clone()),
+                Some(_) => None,
+                None => outer,
+            };
+            out.insert(r as *const RangeAggregation as usize, g);
+        }
+        MetricExpr::VectorAgg(v) => {
+            let keeps = match v.op {
+                VectorOp::Sum | VectorOp::Avg | VectorOp::Min | VectorOp::Max | VectorOp::Count | VectorOp::Stddev | VectorOp::Stdvar => {
+                    match &v.grouping {
+                        None => Some(Vec::new()),
+                        Some(g) if !g.without => Some(g.labels.clone()),
+                        Some(_) => None,
+                    }
+                }
+                _ => None,
+            };
+            collect_groups(&v.expr, keeps, out);
+        }
+        MetricExpr::Binary(b) => {
+            collect_groups(&b.lhs, None, out);
+            collect_groups(&b.rhs, None, out);
+        }
+        MetricExpr::LabelReplace(l) => collect_groups(&l.expr, None, out),
+        MetricExpr::Paren(p) => collect_groups(p, outer, out),
+        MetricExpr::Literal(_) | MetricExpr::Vector(_) => {}
+    }
 }
 
 /// What a range aggregation extracts from each line.
@@ -36,9 +87,13 @@ impl SampleSource for StoreSource<'_> {
         sink: &mut dyn FnMut(&Labels, i64, f64),
     ) -> Result<(), EvalError> {
         let matchers = storage_matchers(&agg.log.selector)?;
-        let pipeline =
-            Pipeline::new(&agg.log.pipeline).map_err(|e| EvalError::Pipeline(e.to_string()))?;
         let kind = sample_kind(agg);
+        Pipeline::check_sample_kind(&kind).map_err(|e| EvalError::Pipeline(e.to_string()))?;
+        let groups = self.groups.get(&(agg as *const RangeAggregation as usize)).cloned().flatten();
+        let hints = parser_hints(&agg.log.pipeline, &kind, groups.as_deref());
+        let pipeline = Pipeline::new(&agg.log.pipeline)
+            .map_err(|e| EvalError::Pipeline(e.to_string()))?
+            .with_parser_hints(hints.as_deref());
         let series = self
             .store
             .select_series(self.tenant, &matchers, from, through)?;
