@@ -449,6 +449,21 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_file_is_valid() {
+        let doc = include_str!("../docs/configuration.md");
+        let start = doc.find("```toml\n").expect("toml block") + 8;
+        let end = start + doc[start..].find("```").expect("end of block");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, &doc[start..end]).unwrap();
+        let c = Config::resolve(&ServeArgs { config: Some(path), ..Default::default() }).unwrap();
+        assert_eq!(c.ingest.max_label_names_per_series, 15);
+        assert_eq!(c.storage.chunk_idle_period, Duration::from_secs(1800));
+        assert_eq!(c.otlp.resource_attributes.attributes_config.len(), 1);
+        assert_eq!(c.max_query_series, 500);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

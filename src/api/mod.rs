@@ -78,6 +78,7 @@ impl AppState {
     pub fn render_metrics(&self, out: &mut String) {
         self.http_metrics.render(out);
         self.ingester.metrics().render_prometheus(out);
+        crate::storage::METRICS.render(out);
         write_gauge(
             out,
             "miniloki_uptime_seconds",

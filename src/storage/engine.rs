@@ -914,6 +914,12 @@ impl Engine {
             let started = Instant::now();
             let (b, bytes) = write_block(&bdir, series, &[])?;
             let chunks: usize = series.values().map(|v| v.len()).sum();
+            {
+                use std::sync::atomic::Ordering::Relaxed;
+                super::METRICS.blocks_flushed.fetch_add(1, Relaxed);
+                super::METRICS.chunks_flushed.fetch_add(chunks as u64, Relaxed);
+                super::METRICS.bytes_flushed.fetch_add(bytes as u64, Relaxed);
+            }
             tracing::info!(message = "Flushed block.", block = %b.id, chunks, streams = series.len(), bytes, elapsed_ms = started.elapsed().as_millis() as u64);
             t.blocks.write().push(Arc::new(b));
         }

@@ -31,6 +31,43 @@ use std::sync::Arc;
 
 use crate::labels::Labels;
 
+/// Counters of the storage engine for `/metrics`. Process-wide: one
+/// process serves one data directory (it holds `data_dir/LOCK`).
+#[derive(Debug)]
+pub struct StorageMetrics {
+    pub wal_bytes_written: std::sync::atomic::AtomicU64,
+    pub wal_fsyncs: std::sync::atomic::AtomicU64,
+    pub blocks_flushed: std::sync::atomic::AtomicU64,
+    pub chunks_flushed: std::sync::atomic::AtomicU64,
+    pub bytes_flushed: std::sync::atomic::AtomicU64,
+}
+
+/// The storage counters of this process.
+pub static METRICS: StorageMetrics = StorageMetrics {
+    wal_bytes_written: std::sync::atomic::AtomicU64::new(0),
+    wal_fsyncs: std::sync::atomic::AtomicU64::new(0),
+    blocks_flushed: std::sync::atomic::AtomicU64::new(0),
+    chunks_flushed: std::sync::atomic::AtomicU64::new(0),
+    bytes_flushed: std::sync::atomic::AtomicU64::new(0),
+};
+
+impl StorageMetrics {
+    /// Appends the counters in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let rows = [
+            ("miniloki_wal_bytes_written_total", "Bytes written to the write-ahead log.", &self.wal_bytes_written),
+            ("miniloki_wal_fsyncs_total", "fsync calls on WAL segments (one per group commit).", &self.wal_fsyncs),
+            ("miniloki_blocks_flushed_total", "Blocks written to disk.", &self.blocks_flushed),
+            ("miniloki_chunks_flushed_total", "Chunks written to disk in blocks.", &self.chunks_flushed),
+            ("miniloki_bytes_flushed_total", "Bytes of blocks written to disk.", &self.bytes_flushed),
+        ];
+        for (name, help, v) in rows {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", v.load(Relaxed)));
+        }
+    }
+}
+
 /// How the WAL makes appends durable before [`Store::append`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncPolicy {
