@@ -524,7 +524,7 @@ fn unwrap_range_functions() {
     // Grouping inside the range aggregation: max by (env) over both streams.
     let v = vector(&instant(
         &s,
-        r#"max_over_time({app="m"} | logfmt v, ctr | unwrap v | __error__="" [1m]) by (env)"#,
+        r#"max_over_time({app="m"} | logfmt v, ctr | unwrap v [1m]) by (env)"#,
         at,
     ));
     // B's lines have no v: Loki skips a line whose unwrapped label is absent
@@ -1164,4 +1164,137 @@ fn demo_quantile_by_service_matches_computed() {
     // Sanity of the model itself on a hand example: {1,2,3,4,5}, φ=0.4 →
     // rank 1.6 → 2·0.4 + 3·0.6 = 2.6.
     assert!((prom_quantile(0.4, vec![5.0, 1.0, 4.0, 2.0, 3.0]) - 2.6).abs() < 1e-12);
+}
+
+#[test]
+fn gaps_fractional_times_and_label_shaping() {
+    let s = Server::start();
+    let t = base_secs();
+    fixture(&s, t);
+    let ms = |d: i64| (t + d) * 1000;
+
+    // A [10s] range with a 30 s step leaves gaps between windows:
+    // (T-10,T]={0}, (T+20,T+30]={30}, (T+50,T+60]={60}, (T+80,T+90]={90},
+    // (T+110,T+120]={} (the last line, at T+110, is on the open edge).
+    let v = matrix(&range(
+        &s,
+        r#"count_over_time({app="m", env="a"}[10s])"#,
+        t,
+        t + 120,
+        "30",
+    ));
+    assert_eq!(
+        v,
+        vec![(
+            labels_a(),
+            vec![
+                (ms(0), "1".into()),
+                (ms(30), "1".into()),
+                (ms(60), "1".into()),
+                (ms(90), "1".into())
+            ]
+        )]
+    );
+
+    // An instant query at a fractional second: (T+0.5, T+60.5] holds k=1..6,
+    // and the sample's time is T+60.5 s, a JSON float.
+    let tns = ((t + 60) * NS + 500_000_000).to_string();
+    let r = s.get(
+        "/loki/api/v1/query",
+        &[
+            ("query", r#"count_over_time({app="m", env="a"}[1m])"#),
+            ("time", &tns),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = vector(&r.json());
+    assert_eq!(v, vec![(labels_a(), ms(60) + 500, "6".into())]);
+
+    // A line filter: "k=1" matches k=1, 10 and 11; (T,T+120] holds all three.
+    assert_eq!(
+        one(
+            &s,
+            r#"count_over_time({app="m", env="a"} |= "k=1" [2m])"#,
+            t + 120
+        )
+        .1,
+        "3"
+    );
+    // `without` drops the named labels from the full label set.
+    assert_eq!(
+        vector(&instant(
+            &s,
+            r#"sum without (detected_level, service_name) (count_over_time({app="m"}[1m]))"#,
+            t + 60
+        )),
+        vec![
+            (lbl(&[("app", "m"), ("env", "a")]), ms(60), "6".into()),
+            (lbl(&[("app", "m"), ("env", "b")]), ms(60), "4".into())
+        ]
+    );
+    // absent_over_time labels come from equality matchers only.
+    assert_eq!(
+        one(
+            &s,
+            r#"absent_over_time({app="m", env=~"zz.*"}[1m])"#,
+            t + 60
+        ),
+        (lbl(&[("app", "m")]), "1".into())
+    );
+    // label_replace: copy env into a new label.
+    assert_eq!(
+        vector(&instant(
+            &s,
+            r#"label_replace(sum by (env) (count_over_time({app="m"}[1m])), "e", "x-$1", "env", "(.*)")"#,
+            t + 60
+        )),
+        vec![
+            (lbl(&[("e", "x-a"), ("env", "a")]), ms(60), "6".into()),
+            (lbl(&[("e", "x-b"), ("env", "b")]), ms(60), "4".into())
+        ]
+    );
+    // quantile_over_time by (env) over a range: only A has v (B's lines are
+    // skipped); (T,T+60]: v=1..6 → median 3.5, (T+60,T+120]: 7..11 → 9.
+    let v = matrix(&range(
+        &s,
+        r#"quantile_over_time(0.5, {app="m"} | logfmt v | unwrap v [1m]) by (env)"#,
+        t + 60,
+        t + 120,
+        "60",
+    ));
+    assert_eq!(
+        v,
+        vec![(
+            lbl(&[("env", "a")]),
+            vec![(ms(60), "3.5".into()), (ms(120), "9".into())]
+        )]
+    );
+}
+
+#[test]
+fn equal_size_lines_at_one_timestamp_across_a_flush_all_count() {
+    let mut s = Server::start();
+    let t = base_secs();
+    let ts = (t + 10) * NS;
+    // Three different 2-byte lines at the same nanosecond: one flushed to a
+    // block, two still in the head. None is a duplicate of another.
+    push(&s, json!({"app": "d"}), &[(ts, "aa".to_string())]);
+    s.flush();
+    push(
+        &s,
+        json!({"app": "d"}),
+        &[(ts, "bb".to_string()), (ts, "cc".to_string())],
+    );
+    let q = r#"sum(count_over_time({app="d"}[1m]))"#;
+    let b = r#"sum(bytes_over_time({app="d"}[1m]))"#;
+    assert_eq!(one(&s, q, t + 60).1, "3");
+    assert_eq!(one(&s, b, t + 60).1, "6");
+    // An exact duplicate push is dropped: still 3.
+    push(&s, json!({"app": "d"}), &[(ts, "aa".to_string())]);
+    assert_eq!(one(&s, q, t + 60).1, "3");
+    s.flush();
+    assert_eq!(one(&s, q, t + 60).1, "3");
+    s.restart_after_kill();
+    assert_eq!(one(&s, q, t + 60).1, "3");
+    assert_eq!(one(&s, b, t + 60).1, "6");
 }

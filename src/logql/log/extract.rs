@@ -23,9 +23,14 @@ pub fn compile_post_filters(u: &Unwrap) -> Result<Vec<LabelFilter>, PipelineErro
     u.post_filters.iter().map(LabelFilter::new).collect()
 }
 
-/// Extracts the sample; `None` when a post filter drops the entry.
+/// Extracts the sample; `None` when a post filter drops the entry, or when
+/// the label is absent or empty: as in Loki (grafana/loki#6713), a line
+/// without the label is skipped, not an extraction error.
 pub(crate) fn unwrap(u: &Unwrap, post: &[LabelFilter], lbs: &mut Lbs) -> Option<f64> {
     let raw = lbs.get(&u.label).unwrap_or("");
+    if raw.is_empty() {
+        return None;
+    }
     let v = match convert(raw, u.conversion) {
         Ok(v) => v,
         Err(e) => {
@@ -126,17 +131,22 @@ mod tests {
             l,
             r#"{__error__="SampleExtractionErr", __error_details__="strconv.ParseFloat: parsing \"bob\": invalid syntax", app="svc", duration_ms="250.5", size="2KiB", status="200", took="1.5s"}"#
         );
-        let (v, l) = sample(&uw("missing", None, vec![]), "a=1").unwrap();
-        assert_eq!(v, 0.0);
-        assert!(
-            l.contains(r#"__error_details__="strconv.ParseFloat: parsing \"\": invalid syntax""#),
-            "{l}"
-        );
         let (_, l) = sample(&uw("user", Some(UnwrapConversion::Duration), vec![]), LINE).unwrap();
         assert!(
             l.contains(r#"__error_details__="time: invalid duration \"bob\"""#),
             "{l}"
         );
+    }
+
+    /// Regression: a missing or empty unwrapped label made a
+    /// `SampleExtractionErr` sample (and so a failed metric query); Loki
+    /// skips such lines.
+    #[test]
+    fn unwrap_of_a_missing_or_empty_label_skips_the_line() {
+        assert!(sample(&uw("missing", None, vec![]), "a=1").is_none());
+        assert!(sample(&uw("a", None, vec![]), "a= b=2").is_none());
+        assert!(sample(&uw("a", Some(UnwrapConversion::Bytes), vec![]), "b=2").is_none());
+        assert_eq!(sample(&uw("a", None, vec![]), "a=0").unwrap().0, 0.0);
     }
 
     #[test]
