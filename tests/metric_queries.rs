@@ -568,11 +568,15 @@ fn unwrap_range_functions() {
 
     // rate_counter (Prometheus' extrapolated counter rate) on B's counter.
     let rc = r#"rate_counter({app="m", env="b"} | logfmt ctr | unwrap ctr [1m])"#;
-    let v = matrix(&range(&s, rc, t + 60, t + 120, "60"));
+    let v = matrix(&range(&s, rc, t, t + 120, "60"));
     assert_eq!(v.len(), 1, "{v:?}");
     assert_eq!(v[0].0, labels_b());
     let pts = &v[0].1;
-    assert_eq!(pts.len(), 2, "{pts:?}");
+    assert_eq!(pts.len(), 3, "{pts:?}");
+    // (T-60,T] holds one sample: too few for a rate, Loki answers 0 (and
+    // keeps the point).
+    assert_eq!(pts[0], (t * 1000, "0".to_string()));
+    let pts = &pts[1..];
     // (T,T+60]: samples at 15,30,45,60 s = 10,20,30,5. Increase 5−10 = −5
     // plus the reset correction 30 → 25. To the start: 15 s (< 1.1 × the 15 s
     // spacing, kept; the zero point 45·10/25 = 18 s is farther), to the end:
@@ -873,6 +877,20 @@ fn binary_operators_and_scalars() {
     assert_eq!(point(&v["data"]["result"]), (tms, "2".to_string()));
     let v = instant(&s, "2 ^ 3 * 2 - 1", at); // (8·2)−1 = 15
     assert_eq!(point(&v["data"]["result"]), (tms, "15".to_string()));
+    // On query_range a literal becomes a matrix: one unlabelled series with
+    // the value at every step.
+    let v = matrix(&range(&s, "1+1", t, t + 120, "60"));
+    assert_eq!(
+        v,
+        vec![(
+            lbl(&[]),
+            vec![
+                (t * 1000, "2".into()),
+                ((t + 60) * 1000, "2".into()),
+                ((t + 120) * 1000, "2".into())
+            ]
+        )]
+    );
     // vector() on a range query: one series with no labels, every step.
     let v = matrix(&range(&s, "vector(3) / 2", t, t + 120, "60"));
     assert_eq!(
@@ -1252,6 +1270,33 @@ fn gaps_fractional_times_and_label_shaping() {
             (lbl(&[("e", "x-a"), ("env", "a")]), ms(60), "6".into()),
             (lbl(&[("e", "x-b"), ("env", "b")]), ms(60), "4".into())
         ]
+    );
+    // Parsed keys that collide with a stream label or a structured-metadata
+    // key get the `_extracted` suffix, in metric queries too.
+    push(
+        &s,
+        json!({"app": "c", "env": "prod"}),
+        &[(
+            (t + 30) * NS,
+            "level=info env=dev detected_level=x".to_string(),
+        )],
+    );
+    assert_eq!(
+        one(
+            &s,
+            r#"sum by (env, env_extracted, level, detected_level, detected_level_extracted) (count_over_time({app="c"} | logfmt [1m]))"#,
+            t + 60
+        ),
+        (
+            lbl(&[
+                ("detected_level", "info"),
+                ("detected_level_extracted", "x"),
+                ("env", "prod"),
+                ("env_extracted", "dev"),
+                ("level", "info")
+            ]),
+            "1".into()
+        )
     );
     // quantile_over_time by (env) over a range: only A has v (B's lines are
     // skipped); (T,T+60]: v=1..6 → median 3.5, (T+60,T+120]: 7..11 → 9.
