@@ -1032,6 +1032,24 @@ fn request_errors_have_lokis_messages() {
         r.body.trim_end(),
         "end timestamp must not be before or equal to start time"
     );
+    // Invalid range aggregations are 400s naming the problem.
+    for (q, msg) in [
+        (
+            r#"quantile_over_time(0.5, {app="m"}[1m])"#,
+            "invalid aggregation quantile_over_time without unwrap",
+        ),
+        (
+            r#"sum_over_time({app="m"} | logfmt | unwrap v [1m]) by (app)"#,
+            "grouping not allowed for sum_over_time aggregation",
+        ),
+    ] {
+        let r = s.get(
+            "/loki/api/v1/query",
+            &[("query", q), ("time", &t.to_string())],
+        );
+        assert_eq!(r.status, 400, "{q}: {}", r.body);
+        assert!(r.body.contains(msg), "{q}: {}", r.body);
+    }
     // A log query on the instant endpoint.
     let r = s.get(
         "/loki/api/v1/query",
@@ -1228,6 +1246,17 @@ fn gaps_fractional_times_and_label_shaping() {
     let v = vector(&r.json());
     assert_eq!(v, vec![(labels_a(), ms(60) + 500, "6".into())]);
 
+    // bytes_over_time counts the line as the pipeline leaves it: after
+    // line_format "xy", six 2-byte lines in (T,T+60].
+    assert_eq!(
+        one(
+            &s,
+            r#"bytes_over_time({app="m", env="a"} | line_format "xy" [1m])"#,
+            t + 60
+        )
+        .1,
+        "12"
+    );
     // A line filter: "k=1" matches k=1, 10 and 11; (T,T+120] holds all three.
     assert_eq!(
         one(
