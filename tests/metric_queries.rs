@@ -1372,3 +1372,45 @@ fn equal_size_lines_at_one_timestamp_across_a_flush_all_count() {
     assert_eq!(one(&s, q, t + 60).1, "3");
     assert_eq!(one(&s, b, t + 60).1, "6");
 }
+
+#[test]
+fn out_of_order_entries_across_a_flush() {
+    let mut s = Server::start();
+    let t = base_secs();
+    // Pushed newest first, with a flush in between, so a block holds the
+    // later samples and the head the earlier ones.
+    push(
+        &s,
+        json!({"app": "o"}),
+        &[((t + 40) * NS, "v=4".into()), ((t + 50) * NS, "v=5".into())],
+    );
+    s.flush();
+    push(
+        &s,
+        json!({"app": "o"}),
+        &[((t + 10) * NS, "v=1".into()), ((t + 45) * NS, "v=9".into())],
+    );
+    push(&s, json!({"app": "o"}), &[((t + 20) * NS, "v=2".into())]);
+    let u = |f: &str| format!(r#"{f}({{app="o"}} | logfmt | unwrap v [1m])"#);
+    // In time order (T,T+60]: 1@10, 2@20, 4@40, 9@45, 5@50.
+    let check = |s: &Server| {
+        assert_eq!(one(s, &u("first_over_time"), t + 60).1, "1");
+        assert_eq!(one(s, &u("last_over_time"), t + 60).1, "5");
+        assert_eq!(one(s, &u("sum_over_time"), t + 60).1, "21");
+        assert_eq!(one(s, &u("max_over_time"), t + 60).1, "9");
+        // (T+15,T+45]: 2, 4, 9 → first 2, last 9.
+        let f = r#"first_over_time({app="o"} | logfmt | unwrap v [30s])"#;
+        let l = r#"last_over_time({app="o"} | logfmt | unwrap v [30s])"#;
+        assert_eq!(one(s, f, t + 45).1, "2");
+        assert_eq!(one(s, l, t + 45).1, "9");
+        assert_eq!(
+            one(s, r#"sum(count_over_time({app="o"}[1m]))"#, t + 60).1,
+            "5"
+        );
+    };
+    check(&s);
+    s.flush();
+    check(&s);
+    s.restart_after_kill();
+    check(&s);
+}
