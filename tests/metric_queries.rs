@@ -1018,6 +1018,19 @@ fn request_errors_have_lokis_messages() {
         ],
     );
     assert_eq!(r.status, 200, "{}", r.body);
+    // `limit` above max_entries_limit_per_query (5000) only limits log
+    // queries; a metric query ignores it.
+    let r = s.get(
+        "/loki/api/v1/query_range",
+        &[
+            ("query", q),
+            ("start", &t.to_string()),
+            ("end", &(t + 60).to_string()),
+            ("step", "60"),
+            ("limit", "10000"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
     // end < start.
     let r = s.get(
         "/loki/api/v1/query_range",
