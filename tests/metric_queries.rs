@@ -789,6 +789,16 @@ fn binary_operators_and_scalars() {
         vector(&instant(&s, &format!("{cot} > bool 5"), at)),
         vec![(labels_a(), tms, "1".into()), (labels_b(), tms, "0".into())]
     );
+    // With the scalar on the left the kept value is still the sample's:
+    // 4 < 6 keeps A with 6; 4 < 4 drops B.
+    assert_eq!(
+        vector(&instant(&s, &format!("4 < {cot}"), at)),
+        vec![(labels_a(), tms, "6".into())]
+    );
+    assert_eq!(
+        vector(&instant(&s, &format!("4 < bool {cot}"), at)),
+        vec![(labels_a(), tms, "1".into()), (labels_b(), tms, "0".into())]
+    );
     // Arithmetic with a scalar: 6·2+1 = 13, 4·2+1 = 9.
     assert_eq!(
         vector(&instant(&s, &format!("{cot} * 2 + 1"), at)),
@@ -890,6 +900,46 @@ fn binary_operators_and_scalars() {
                 ((t + 120) * 1000, "2".into())
             ]
         )]
+    );
+    // Special values are encoded as Go does: "+Inf", "-Inf", "NaN".
+    // Loki guards division by zero: x/0 is NaN, not ±Inf (syntax/ast.go,
+    // the OpTypeDiv merger).
+    assert_eq!(point(&instant(&s, "1/0", at)["data"]["result"]).1, "NaN");
+    assert_eq!(
+        point(&instant(&s, "2 ^ 10000", at)["data"]["result"]).1,
+        "+Inf"
+    );
+    assert_eq!(
+        point(&instant(&s, "0 - 2 ^ 10000", at)["data"]["result"]).1,
+        "-Inf"
+    );
+    assert_eq!(
+        vector(&instant(&s, "vector(0) / 0", at)),
+        vec![(lbl(&[]), tms, "NaN".into())]
+    );
+    assert_eq!(
+        one(
+            &s,
+            r#"quantile_over_time(1.5, {app="m", env="a"} | logfmt v | unwrap v [1m])"#,
+            at
+        ),
+        (labels_a(), "+Inf".into())
+    );
+    assert_eq!(
+        one(
+            &s,
+            r#"quantile_over_time(1.5, {app="m", env="a"} | logfmt v | unwrap v [1m]) * -1"#,
+            at
+        ),
+        (labels_a(), "-Inf".into())
+    );
+    // Unlike Prometheus, Loki folds a comparison of two literals at parse
+    // time to 0 or 1, with or without `bool` (syntax/ast.go reduceBinOp).
+    assert_eq!(point(&instant(&s, "1 > 2", at)["data"]["result"]).1, "0");
+    assert_eq!(point(&instant(&s, "2 > 1", at)["data"]["result"]).1, "1");
+    assert_eq!(
+        point(&instant(&s, "1 > bool 2", at)["data"]["result"]).1,
+        "0"
     );
     // vector() on a range query: one series with no labels, every step.
     let v = matrix(&range(&s, "vector(3) / 2", t, t + 120, "60"));
@@ -1269,6 +1319,27 @@ fn gaps_fractional_times_and_label_shaping() {
         )
         .1,
         "12"
+    );
+    // Sub-second steps: timestamps are float seconds. [1s] windows at
+    // T+10 → (T+9,T+10] = {k=1}, T+10.5 → (T+9.5,T+10.5] = {k=1},
+    // T+11 → (T+10,T+11] = {} (no point).
+    let v = range(
+        &s,
+        r#"count_over_time({app="m", env="a"}[1s])"#,
+        t + 10,
+        t + 11,
+        "0.5",
+    );
+    assert_eq!(
+        matrix(&v),
+        vec![(
+            labels_a(),
+            vec![(ms(10), "1".into()), (ms(10) + 500, "1".into())]
+        )]
+    );
+    assert_eq!(
+        v["data"]["result"][0]["values"][1][0].as_f64(),
+        Some((t + 10) as f64 + 0.5)
     );
     // A line filter: "k=1" matches k=1, 10 and 11; (T,T+120] holds all three.
     assert_eq!(
