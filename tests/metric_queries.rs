@@ -465,6 +465,19 @@ fn step_alignment_and_uneven_steps() {
     ));
     assert_eq!(v, vec![(labels_a(), want)]);
 
+    // A span shorter than the step still widens to whole steps:
+    // [T+5, T+10] with step 60 becomes [T, T+60]: A = 1, then 6.
+    let v = matrix(&range(
+        &s,
+        r#"count_over_time({app="m", env="a"}[1m])"#,
+        t + 5,
+        t + 10,
+        "60",
+    ));
+    assert_eq!(
+        v,
+        vec![(labels_a(), vec![(ms(0), "1".into()), (ms(60), "6".into())])]
+    );
     // Grafana's `step=<N>ms` form: 60000ms is 60 s.
     let v = matrix(&range(
         &s,
