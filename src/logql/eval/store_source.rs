@@ -1,8 +1,10 @@
 //! The [`SampleSource`] over storage: selects a range aggregation's streams,
 //! runs its pipeline and extraction, and hands samples to the metric engine.
 //!
-//! When the aggregation needs only timestamps and sizes (`count_over_time`,
-//! `rate`, `bytes_*` over a bare selector) the lines are never decompressed.
+//! Entries are always read whole, even for `count_over_time` over a bare
+//! selector: a sample's labels include the entry's structured metadata
+//! (e.g. `detected_level`), as in Loki, and duplicates are recognised by
+//! line and metadata, not by timestamp and size alone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,7 +95,6 @@ struct Work<'a> {
     src: &'a StoreSource<'a>,
     pipeline: &'a Pipeline,
     kind: &'a SampleKind,
-    sizes_only: bool,
     from: i64,
     through: i64,
 }
@@ -101,28 +102,10 @@ struct Work<'a> {
 impl Work<'_> {
     /// Reads one stream and emits its samples in batches through `emit`.
     fn stream(&self, s: &SeriesRef, stats: &mut QueryStats, emit: &mut dyn FnMut(Batch) -> bool) -> Result<(), EvalError> {
-        let cols = if self.sizes_only { ReadColumns::TimestampsAndSizes } else { ReadColumns::All };
-        let blocks = self.src.store.read_stream(self.src.tenant, s, self.from, self.through, Direction::Forward, cols, &mut stats.read)?;
-        let stream_labels = Arc::new(s.labels.clone());
-        if self.sizes_only {
-            let bytes = matches!(self.kind, SampleKind::Bytes);
-            for block in blocks {
-                let block = block?;
-                self.src.ctx.check()?;
-                stats.lines_processed += block.len() as u64;
-                stats.post_filter_lines += block.len() as u64;
-                let mut samples = Vec::with_capacity(block.len());
-                for (i, &ts) in block.timestamps.iter().enumerate() {
-                    let len = block.line_lens[i];
-                    stats.bytes_processed += len as u64;
-                    samples.push((ts, if bytes { len as f64 } else { 1.0 }));
-                }
-                if !emit(Batch { labels: stream_labels.clone(), samples }) {
-                    return Ok(());
-                }
-            }
-            return Ok(());
-        }
+        // Whole entries, always: samples carry their structured metadata
+        // (`sum by (detected_level)` needs it), and exact-duplicate
+        // detection across sources needs the lines.
+        let blocks = self.src.store.read_stream(self.src.tenant, s, self.from, self.through, Direction::Forward, ReadColumns::All, &mut stats.read)?;
         let mut sp = self.pipeline.for_stream(&s.labels);
         // The merged label set changes rarely within a stream: rebuild it
         // only when the pipeline's labels differ from the last entry's.
@@ -184,8 +167,7 @@ impl SampleSource for StoreSource<'_> {
             .map_err(|e| EvalError::Pipeline(e.to_string()))?
             .with_parser_hints(hints.as_deref());
         let series = self.store.select_series(self.tenant, &matchers, from, through)?;
-        let sizes_only = !pipeline.needs_lines() && !matches!(kind, SampleKind::Unwrap(_));
-        let work = Work { src: self, pipeline: &pipeline, kind: &kind, sizes_only, from, through };
+        let work = Work { src: self, pipeline: &pipeline, kind: &kind, from, through };
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(series.len());
         if workers <= 1 {
             let mut stats = QueryStats::default();
@@ -228,5 +210,119 @@ impl SampleSource for StoreSource<'_> {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::labels::parse_labels;
+    use crate::logql::eval::engine::{Engine, QueryLimits};
+    use crate::logql::eval::{QueryParams, QueryResult};
+    use crate::storage::{Direction, PushEntry, PushStream, StorageConfig, Store};
+
+    const S: i64 = 1_000_000_000;
+
+    fn entry(ts: i64, line: &str, md: &[(&str, &str)]) -> PushEntry {
+        PushEntry {
+            ts,
+            line: line.into(),
+            metadata: md
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// `query` as an instant query at 60 s, as (labels, value) pairs.
+    fn instant(e: &Engine, query: &str) -> Vec<(String, f64)> {
+        let p = QueryParams {
+            start: 60 * S,
+            end: 60 * S,
+            step: 0,
+            interval: 0,
+            limit: 100,
+            direction: Direction::Backward,
+            instant: true,
+        };
+        match e.query("t", query, &p, &e.context()).expect("query") {
+            QueryResult::Vector(v) => v
+                .into_iter()
+                .map(|s| (s.metric.to_string(), s.value))
+                .collect(),
+            other => panic!("not a vector: {other:?}"),
+        }
+    }
+
+    fn engine_with(entries: Vec<PushEntry>) -> (tempfile::TempDir, Engine) {
+        let d = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(StorageConfig::new(d.path())).expect("open");
+        store
+            .append(
+                "t",
+                vec![PushStream {
+                    labels: parse_labels(r#"{app="a"}"#).expect("labels"),
+                    entries,
+                }],
+            )
+            .expect("append");
+        (d, Engine::new(store, QueryLimits::default()))
+    }
+
+    /// Regression: `count_over_time`/`bytes_over_time` over a bare selector
+    /// read only timestamps and sizes and lost the structured metadata that
+    /// Loki puts in every sample's labels (`detected_level` above all).
+    #[test]
+    fn bare_range_aggregation_keeps_structured_metadata_labels() {
+        let (_d, e) = engine_with(vec![
+            entry(S, "one", &[("detected_level", "info")]),
+            entry(2 * S, "two", &[("detected_level", "warn")]),
+            entry(3 * S, "three", &[("detected_level", "warn")]),
+        ]);
+        let want_count = vec![
+            (r#"{app="a", detected_level="info"}"#.to_string(), 1.0),
+            (r#"{app="a", detected_level="warn"}"#.to_string(), 2.0),
+        ];
+        for flushed in [false, true] {
+            if flushed {
+                e.store.flush().expect("flush");
+            }
+            assert_eq!(instant(&e, r#"count_over_time({app="a"}[1m])"#), want_count);
+            // "two" + "three" = 3 + 5 bytes.
+            assert_eq!(
+                instant(&e, r#"bytes_over_time({app="a"}[1m])"#),
+                vec![
+                    (r#"{app="a", detected_level="info"}"#.to_string(), 3.0),
+                    (r#"{app="a", detected_level="warn"}"#.to_string(), 8.0),
+                ]
+            );
+        }
+    }
+
+    /// Regression: with sizes-only reads, two different lines with the same
+    /// timestamp and length in two sources (a block and the head, or two
+    /// blocks) were taken for duplicates.
+    #[test]
+    fn bare_count_over_time_counts_distinct_lines_of_equal_size_and_time() {
+        let (_d, e) = engine_with(vec![entry(S, "aa", &[])]);
+        e.store.flush().expect("flush");
+        e.store
+            .append(
+                "t",
+                vec![PushStream {
+                    labels: parse_labels(r#"{app="a"}"#).expect("labels"),
+                    entries: vec![entry(S, "bb", &[]), entry(S, "aa", &[("k", "v")])],
+                }],
+            )
+            .expect("append");
+        for flushed in [false, true] {
+            if flushed {
+                e.store.flush().expect("flush");
+            }
+            assert_eq!(
+                instant(&e, r#"sum(count_over_time({app="a"}[1m]))"#),
+                vec![("{}".to_string(), 3.0)],
+                "flushed: {flushed}"
+            );
+        }
     }
 }

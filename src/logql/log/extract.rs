@@ -138,6 +138,17 @@ mod tests {
         );
     }
 
+    /// Regression: a missing or empty unwrapped label made a
+    /// `SampleExtractionErr` sample (and so a failed metric query); Loki
+    /// skips such lines.
+    #[test]
+    fn unwrap_of_a_missing_or_empty_label_skips_the_line() {
+        assert!(sample(&uw("missing", None, vec![]), "a=1").is_none());
+        assert!(sample(&uw("a", None, vec![]), "a= b=2").is_none());
+        assert!(sample(&uw("a", Some(UnwrapConversion::Bytes), vec![]), "b=2").is_none());
+        assert_eq!(sample(&uw("a", None, vec![]), "a=0").unwrap().0, 0.0);
+    }
+
     #[test]
     fn post_filters_run_after_unwrap() {
         let no_err = LabelFilterExpr::String(Matcher {
