@@ -769,6 +769,173 @@ fn explore_log_and_metric_queries() {
     );
 }
 
+/// Sums a matrix per value of `label`, over all points.
+fn matrix_sums(v: &Value, label: &str) -> BTreeMap<String, u64> {
+    assert_eq!(v["data"]["resultType"], "matrix", "{v}");
+    let mut got: BTreeMap<String, u64> = BTreeMap::new();
+    for series in v["data"]["result"].as_array().expect("result") {
+        let key = series["metric"][label]
+            .as_str()
+            .unwrap_or_else(|| panic!("{label} in {}", series["metric"]));
+        for p in series["values"].as_array().expect("values") {
+            *got.entry(key.to_string()).or_default() +=
+                p[1].as_str().expect("value").parse::<u64>().expect("int");
+        }
+    }
+    got
+}
+
+/// Logs Drilldown's own queries (`logs-drilldown` `src/services/query.ts`
+/// and the breakdown scenes): backtick-quoted selectors, label breakdowns
+/// by `detected_level`, field breakdowns with `| json field="[\"path\"]"`
+/// or the default `| json | logfmt | drop __error__, __error_details__`
+/// parser segment, and the level filter on the logs panel. All through the
+/// backend with `step` = the range, so windows tile the time range.
+#[test]
+fn drilldown_breakdown_queries() {
+    let f = fixture();
+    let s = &f.server;
+    let (start, end) = (f.start.to_string(), f.end.to_string());
+    let h = grafana_headers("grafana-lokiexplore-app");
+    let order: Vec<&DemoRecord> = f.records.iter().filter(|r| r.service == "order").collect();
+    let per_event = count_by(order.iter().copied(), |r| r.event);
+    let per_level = count_by(order.iter().copied(), |r| r.level);
+    let run = |q: &str| {
+        ok_json(
+            &get(
+                s,
+                "/loki/api/v1/query_range",
+                &range_params(q, "backward", "1000", &start, &end, "60000ms"),
+                &h,
+            ),
+            q,
+        )
+    };
+
+    // Label breakdown (by-clause after the aggregation).
+    let v = run("sum(count_over_time({service_name=`order`} | detected_level != \"\" [60s])) by (detected_level)");
+    assert_eq!(matrix_sums(&v, "detected_level"), per_level);
+
+    // Field breakdown with a json path expression.
+    let v = run("sum by (event) (count_over_time({service_name=`order`} | json event=\"[\\\"event\\\"]\" | drop __error__, __error_details__ | event!=\"\" [60s]))");
+    assert_eq!(matrix_sums(&v, "event"), per_event);
+
+    // Field breakdown with Drilldown's default parser segment: logfmt on a
+    // JSON line fails or adds nothing, the error is dropped, json's labels
+    // stay.
+    let v = run("sum by (event) (count_over_time({service_name=`order`} | json | logfmt | drop __error__, __error_details__ | event!=\"\" [60s]))");
+    assert_eq!(matrix_sums(&v, "event"), per_event);
+
+    // Numeric field panel: unwrap the json duration.
+    let v = run("sum by (service_name) (sum_over_time({service_name=`order`} | json duration_ms=\"duration_ms\" | drop __error__, __error_details__ | unwrap duration_ms [60s]))");
+    let total_ms: u64 = order.iter().map(|r| r.duration_ms).sum();
+    assert_eq!(
+        matrix_sums(&v, "service_name").get("order"),
+        Some(&total_ms)
+    );
+
+    // Logs panel with a level filter, categorized: only error and warn
+    // lines, parsed fields in `parsed`, detected_level in metadata.
+    let v = run("{service_name=`order`} | detected_level=~\"error|warn\" | json | logfmt | drop __error__, __error_details__");
+    let want: BTreeSet<(String, String)> = order
+        .iter()
+        .filter(|r| r.level == "error" || r.level == "warn")
+        .map(|r| (r.ts.to_string(), r.line.clone()))
+        .collect();
+    let mut got = BTreeSet::new();
+    for st in v["data"]["result"].as_array().expect("result") {
+        assert_eq!(st["stream"]["service_name"], "order");
+        assert!(
+            st["stream"].get("event").is_none(),
+            "parsed labels are not in stream"
+        );
+        for e in st["values"].as_array().expect("values") {
+            let lvl = e[2]["structuredMetadata"]["detected_level"]
+                .as_str()
+                .expect("level");
+            assert!(lvl == "error" || lvl == "warn", "{e}");
+            assert!(e[2]["parsed"]["event"].is_string(), "{e}");
+            assert!(e[2]["parsed"].get("__error__").is_none(), "{e}");
+            got.insert((
+                e[0].as_str().expect("ts").to_string(),
+                e[1].as_str().expect("line").to_string(),
+            ));
+        }
+    }
+    assert_eq!(got, want);
+}
+
+/// Query splitting (`querySplitting.ts`): one panel becomes adjacent
+/// sub-range queries. With Loki's inclusive start and exclusive end, a split
+/// exactly on an entry's timestamp neither loses nor repeats it; the series
+/// call (`LanguageProvider.ts` with `lokiLabelNamesQueryApi` off) lists the
+/// streams.
+#[test]
+fn query_splitting_and_series() {
+    let f = fixture();
+    let s = &f.server;
+    let order: Vec<&DemoRecord> = f.records.iter().filter(|r| r.service == "order").collect();
+    let q = "{service_name=\"order\"}";
+    let cut = order[order.len() / 3].ts; // exactly an entry's timestamp
+    let mut seen: Vec<String> = vec![];
+    // Grafana runs the newest chunk first for backward log queries.
+    for (a, b) in [(cut, f.end), (f.start, cut)] {
+        let v = ok_json(
+            &get(
+                s,
+                "/loki/api/v1/query_range",
+                &range_params(
+                    q,
+                    "backward",
+                    "1000",
+                    &a.to_string(),
+                    &b.to_string(),
+                    "1000ms",
+                ),
+                &grafana_headers(""),
+            ),
+            "split",
+        );
+        for e in v["data"]["result"][0]["values"].as_array().expect("values") {
+            seen.push(e[0].as_str().expect("ts").to_string());
+        }
+    }
+    let want: Vec<String> = order.iter().rev().map(|r| r.ts.to_string()).collect();
+    assert_eq!(seen, want);
+
+    let v = ok_json(
+        &get(
+            s,
+            "/loki/api/v1/series",
+            &[
+                ("match[]", "{app=\"shop\"}"),
+                ("start", &f.start.to_string()),
+                ("end", &f.end.to_string()),
+            ],
+            &grafana_headers(""),
+        ),
+        "series",
+    );
+    let got: BTreeSet<String> = v["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|l| {
+            assert_eq!(l["app"], "shop");
+            assert_eq!(l["service"], l["service_name"]);
+            l["service_name"]
+                .as_str()
+                .expect("service_name")
+                .to_string()
+        })
+        .collect();
+    let want: BTreeSet<String> = miniloki::demo::SERVICES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(got, want);
+}
+
 /// Live tail (`datasource.ts` createLiveTarget, `LiveStreams.ts`): the
 /// browser opens `/loki/api/v1/tail?query=<expr>` (only `query`) and reads
 /// `streams` from each text frame. `delay_for` > 5 is a 400 before upgrade.
