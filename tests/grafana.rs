@@ -936,6 +936,62 @@ fn query_splitting_and_series() {
     assert_eq!(got, want);
 }
 
+/// Multi-tenancy as Grafana is usually set up against Loki with
+/// `auth_enabled`: the datasource carries `X-Scope-OrgID` as a custom HTTP
+/// header on every backend and resource call. Without it Loki answers 401
+/// `no org id`, which "Save & test" shows.
+#[test]
+fn tenant_header_from_datasource_settings() {
+    let s = Server::start_with(&["--auth-enabled"]);
+    let ts = now_ns() - 5 * SEC;
+    let body = json!({"streams": [{"stream": {"app": "billing"}, "values": [[ts.to_string(), "level=info msg=paid"]]}]});
+    let r = s.post(
+        "/loki/api/v1/push",
+        "application/json",
+        body.to_string().as_bytes(),
+        &[("X-Scope-OrgID", "team-a")],
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let with = |t: &str| {
+        let mut h = grafana_headers("");
+        h.push(("X-Scope-OrgID", t.to_string()));
+        h
+    };
+    let health = [
+        ("direction", "backward"),
+        ("query", "vector(1)+vector(1)"),
+        ("time", "4000000000"),
+    ];
+    let r = get(&s, "/loki/api/v1/query", &health, &grafana_headers(""));
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body.trim_end(), "no org id");
+    let v = ok_json(
+        &get(&s, "/loki/api/v1/query", &health, &with("team-a")),
+        "health",
+    );
+    assert_eq!(v["data"]["result"][0]["value"][1], "2");
+
+    let (start, end) = ((ts - 60 * SEC).to_string(), now_ns().to_string());
+    let range = [("start", start.as_str()), ("end", end.as_str())];
+    let v = ok_json(
+        &get(&s, "/loki/api/v1/detected_labels", &range, &with("team-a")),
+        "dl",
+    );
+    assert_eq!(v["detectedLabels"][0]["label"], "app", "{v}");
+    let v = ok_json(
+        &get(&s, "/loki/api/v1/detected_labels", &range, &with("team-b")),
+        "dl",
+    );
+    assert_eq!(v["detectedLabels"], json!([]), "other tenant sees nothing");
+    let r = get(
+        &s,
+        "/loki/api/v1/detected_labels",
+        &range,
+        &grafana_headers(""),
+    );
+    assert_eq!(r.status, 401);
+}
+
 /// Live tail (`datasource.ts` createLiveTarget, `LiveStreams.ts`): the
 /// browser opens `/loki/api/v1/tail?query=<expr>` (only `query`) and reads
 /// `streams` from each text frame. `delay_for` > 5 is a 400 before upgrade.
