@@ -373,9 +373,21 @@ fn explore_metadata_and_drilldown_endpoints() {
         .iter()
         .map(|f| (f["label"].as_str().expect("label").to_string(), f.clone()))
         .collect();
-    let span = &fields["span_id"];
-    assert!(span["parsers"].is_null(), "structured metadata: {span}");
+    // `detected_level` exists only as structured metadata (added at
+    // ingestion): parsers null. `span_id` is structured metadata *and* in
+    // the JSON line, so Loki's `ParseDetectedFields` reports ["json"].
     let order: Vec<&DemoRecord> = f.records.iter().filter(|r| r.service == "order").collect();
+    let dl = &fields["detected_level"];
+    assert!(dl["parsers"].is_null(), "structured metadata only: {dl}");
+    assert!(dl.get("jsonPath").is_none(), "{dl}");
+    let levels: BTreeSet<&str> = order.iter().map(|r| r.level).collect();
+    assert_eq!(
+        dl["cardinality"].as_u64(),
+        Some(levels.len() as u64),
+        "{dl}"
+    );
+    let span = &fields["span_id"];
+    assert_eq!(span["parsers"], json!(["json"]), "{span}");
     assert_eq!(
         span["cardinality"].as_u64(),
         Some(order.len() as u64),

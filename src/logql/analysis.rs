@@ -240,7 +240,6 @@ pub fn detect_fields(entries: &[ResultEntry]) -> Vec<DetectedField> {
         values: BTreeSet<String>,
         parsers: BTreeSet<&'static str>,
         json_path: Option<Vec<String>>,
-        metadata: bool,
     }
     let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
     for e in entries {
@@ -249,13 +248,13 @@ pub fn detect_fields(entries: &[ResultEntry]) -> Vec<DetectedField> {
                 values: BTreeSet::new(),
                 parsers: BTreeSet::new(),
                 json_path: None,
-                metadata: false,
             });
-            match parser {
-                Some(p) => {
-                    a.parsers.insert(p);
-                }
-                None => a.metadata = true,
+            // Structured metadata adds no parser; a name that a parser also
+            // finds in the line reports that parser (Loki's
+            // `ParseDetectedFields`), so only metadata-only fields have
+            // `"parsers": null`.
+            if let Some(p) = parser {
+                a.parsers.insert(p);
             }
             if a.json_path.is_none() {
                 a.json_path = path;
@@ -285,11 +284,7 @@ pub fn detect_fields(entries: &[ResultEntry]) -> Vec<DetectedField> {
                 _ if types.iter().all(|t| *t == "int" || *t == "float") => FieldType::Float,
                 _ => FieldType::String,
             };
-            let parsers: Vec<String> = if a.metadata {
-                Vec::new()
-            } else {
-                a.parsers.iter().map(|p| p.to_string()).collect()
-            };
+            let parsers: Vec<String> = a.parsers.iter().map(|p| p.to_string()).collect();
             let json_path = if parsers.iter().any(|p| p == "json") {
                 a.json_path
             } else {
@@ -491,6 +486,31 @@ mod tests {
         assert_eq!(get("user").parsers, vec!["logfmt"]);
         assert_eq!(field_values(&es, "user"), vec!["a b"]);
         assert_eq!(field_values(&es, "level"), vec!["error", "info"]);
+    }
+
+    #[test]
+    fn metadata_field_also_in_json_line_reports_json_parser() {
+        // Loki creates the field from structured metadata with no parser,
+        // then adds "json" when the json parser extracts the same name.
+        let es = vec![
+            entry(
+                1,
+                r#"{"span_id":"s1","msg":"a"}"#,
+                &[("span_id", "s1"), ("pod", "p1")],
+            ),
+            entry(
+                2,
+                r#"{"span_id":"s2","msg":"b"}"#,
+                &[("span_id", "s2"), ("pod", "p1")],
+            ),
+        ];
+        let f = detect_fields(&es);
+        let get = |n: &str| f.iter().find(|x| x.label == n).expect(n);
+        assert_eq!(get("span_id").parsers, vec!["json"]);
+        assert_eq!(get("span_id").json_path, Some(vec!["span_id".to_string()]));
+        assert_eq!(get("span_id").cardinality, 2);
+        assert_eq!(get("pod").parsers, Vec::<String>::new());
+        assert_eq!(get("pod").json_path, None);
     }
 
     #[test]
