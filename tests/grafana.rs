@@ -1004,6 +1004,55 @@ fn tenant_header_from_datasource_settings() {
     assert_eq!(r.status, 401);
 }
 
+/// `detected_labels` leaves out labels whose values all look like IDs
+/// (numbers, UUIDs), but keeps a 0/1 boolean and Loki's always-shown
+/// labels (`pkg/querier/querier.go` `shouldRejectLabel`); Grafana's label
+/// browser and Drilldown's label tabs only offer what comes back.
+#[test]
+fn detected_labels_drop_id_like_labels() {
+    let s = Server::start();
+    let ts = now_ns() - 5 * SEC;
+    let mut streams = vec![];
+    for (i, (canary, build, pod)) in [("0", "41", "7"), ("1", "42", "8")].iter().enumerate() {
+        streams.push(
+            json!({"stream": {"app": "flags", "canary": canary, "build": build, "pod": pod},
+            "values": [[(ts + i as i64).to_string(), "x"]]}),
+        );
+    }
+    let r = s.push_json(&json!({ "streams": streams }));
+    assert_eq!(r.status, 204, "{}", r.body);
+    let v = ok_json(
+        &get(
+            &s,
+            "/loki/api/v1/detected_labels",
+            &[
+                ("query", "{app=\"flags\"}"),
+                ("start", &(ts - 60 * SEC).to_string()),
+                ("end", &now_ns().to_string()),
+            ],
+            &grafana_headers(""),
+        ),
+        "detected_labels",
+    );
+    let got: BTreeMap<String, u64> = v["detectedLabels"]
+        .as_array()
+        .expect("detectedLabels")
+        .iter()
+        .map(|l| {
+            (
+                l["label"].as_str().expect("label").to_string(),
+                l["cardinality"].as_u64().expect("n"),
+            )
+        })
+        .collect();
+    // app: one value; canary: boolean; pod: always kept; build: numeric IDs.
+    let want: BTreeMap<String, u64> = [("app", 1), ("canary", 2), ("pod", 2), ("service_name", 1)]
+        .into_iter()
+        .map(|(k, n)| (k.to_string(), n))
+        .collect();
+    assert_eq!(got, want, "{v}");
+}
+
 /// Live tail (`datasource.ts` createLiveTarget, `LiveStreams.ts`): the
 /// browser opens `/loki/api/v1/tail?query=<expr>` (only `query`) and reads
 /// `streams` from each text frame. `delay_for` > 5 is a 400 before upgrade.

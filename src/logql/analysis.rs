@@ -66,6 +66,19 @@ pub fn looks_numeric_or_uuid(v: &str) -> bool {
         })
 }
 
+/// Whether `detected_labels` leaves a label out (Loki's `shouldRejectLabel`):
+/// when every value is a number or UUID, except that at most two values
+/// that are all `0`/`1` are a boolean and kept. No values: left out.
+pub fn reject_detected_label(values: &[String]) -> bool {
+    if values.is_empty() {
+        return true;
+    }
+    if values.len() <= 2 && values.iter().all(|v| v == "0" || v == "1") {
+        return false;
+    }
+    values.iter().all(|v| looks_numeric_or_uuid(v))
+}
+
 fn is_duration(v: &str) -> bool {
     let v = v.strip_prefix('-').unwrap_or(v);
     let mut rest = v;
@@ -486,6 +499,21 @@ mod tests {
         assert_eq!(get("user").parsers, vec!["logfmt"]);
         assert_eq!(field_values(&es, "user"), vec!["a b"]);
         assert_eq!(field_values(&es, "level"), vec!["error", "info"]);
+    }
+
+    #[test]
+    fn detected_label_with_boolean_values_is_kept() {
+        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!reject_detected_label(&v(&["0", "1"])));
+        assert!(!reject_detected_label(&v(&["1"])));
+        // Three numeric values are IDs again.
+        assert!(reject_detected_label(&v(&["0", "1", "2"])));
+        assert!(reject_detected_label(&v(&["7", "12"])));
+        assert!(reject_detected_label(&v(&[
+            "123e4567-e89b-12d3-a456-426614174000"
+        ])));
+        assert!(!reject_detected_label(&v(&["12", "api"])));
+        assert!(reject_detected_label(&[]));
     }
 
     #[test]
