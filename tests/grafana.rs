@@ -542,7 +542,30 @@ fn explore_log_and_metric_queries() {
             "no parser, no parsed: {val}"
         );
     }
-    assert!(v["data"]["stats"]["summary"].is_object());
+    // Grafana copies `stats` into frame meta; Explore shows "Summary: total
+    // bytes processed" and query splitting adds up "Summary: exec time"
+    // (`pkg/tsdb/loki/frame.go`). Every leaf must be a number.
+    let summary = &v["data"]["stats"]["summary"];
+    assert_eq!(
+        summary["totalEntriesReturned"].as_u64(),
+        Some(order.len() as u64),
+        "{summary}"
+    );
+    for key in [
+        "bytesProcessedPerSecond",
+        "linesProcessedPerSecond",
+        "totalBytesProcessed",
+        "totalLinesProcessed",
+        "execTime",
+        "queueTime",
+    ] {
+        assert!(summary[key].is_number(), "{key} in {summary}");
+    }
+    let lines_bytes: u64 = order.iter().map(|r| r.line.len() as u64).sum();
+    assert!(
+        summary["totalBytesProcessed"].as_u64().unwrap_or(0) >= lines_bytes,
+        "{summary}"
+    );
 
     // With a parser the parsed labels are categorized too.
     let qj = "{service_name=\"order\"} | json";
@@ -698,6 +721,43 @@ fn explore_log_and_metric_queries() {
         }
     }
     assert_eq!(got, count_by(f.records.iter(), |r| r.level));
+
+    // With a parser in the query the histogram groups by the parsed `level`
+    // too: Grafana appends `| drop __error__` after the user's pipeline.
+    let vol_q = format!(
+        "sum by (level, detected_level) (count_over_time({{app=\"shop\"}} | json | drop __error__[{step_s}s]))"
+    );
+    let v = ok_json(
+        &get(
+            s,
+            "/loki/api/v1/query_range",
+            &range_params(&vol_q, "backward", "1000", &vs, &ve, &step),
+            &grafana_headers("logvolhist"),
+        ),
+        "logs volume with parser",
+    );
+    let mut got: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for series in v["data"]["result"].as_array().expect("result") {
+        let m = &series["metric"];
+        let key = (
+            m["level"].as_str().expect("level").to_string(),
+            m["detected_level"]
+                .as_str()
+                .expect("detected_level")
+                .to_string(),
+        );
+        for p in series["values"].as_array().expect("values") {
+            *got.entry(key.clone()).or_default() +=
+                p[1].as_str().expect("value").parse::<u64>().expect("int");
+        }
+    }
+    let mut want: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for r in &f.records {
+        *want
+            .entry((r.level.to_string(), r.level.to_string()))
+            .or_default() += 1;
+    }
+    assert_eq!(got, want);
 
     // Metric query, range: count per service over 1-minute steps; `limit`
     // is sent and ignored. Steps tile the range, so sums are per-service
