@@ -1113,15 +1113,21 @@ fn detected_labels_drop_id_like_labels() {
     assert_eq!(got, want, "{v}");
 }
 
-/// Live tail (`datasource.ts` createLiveTarget, `LiveStreams.ts`): the
-/// browser opens `/loki/api/v1/tail?query=<expr>` (only `query`) and reads
-/// `streams` from each text frame. `delay_for` > 5 is a 400 before upgrade.
+/// Live tail (`datasource.ts` createLiveTarget, `LiveStreams.ts`; or the
+/// backend's `streaming.go` with `lokiExperimentalStreaming`): it opens
+/// `/loki/api/v1/tail?query=<expr>` (only `query`) and reads `streams` from
+/// each text frame. `delay_for` > 5 is a 400 before upgrade.
 #[test]
 fn live_tail_over_websocket() {
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Error, Message};
 
     let s = Server::start();
+    // Grafana's backend streaming (`pkg/tsdb/loki/streaming.go`) first probes
+    // `/loki/api/v2alpha/tail`: a 400 would mean "v2 exists"; anything else
+    // makes it use v1, which is the only tail here.
+    let r = s.get("/loki/api/v2alpha/tail", &[]);
+    assert_eq!(r.status, 404, "{}", r.body);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
