@@ -137,6 +137,10 @@ fn health_check_query() {
     let result = v["data"]["result"].as_array().expect("result");
     assert_eq!(result.len(), 1, "{v}");
     assert_eq!(result[0]["value"][1], "2");
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=UTF-8")
+    );
     // 4000000000 has 10 digits, so it is read as seconds (Loki's parseTimestamp).
     assert_eq!(result[0]["value"][0].as_f64(), Some(4_000_000_000.0));
     // The older health check (`health.go`): labels over the last 10 minutes.
@@ -149,6 +153,27 @@ fn health_check_query() {
         ],
     );
     assert_eq!(ok_json(&r, "labels")["status"], "success");
+
+    // A typo in Explore: a 400 whose plain-text body Grafana shows as is
+    // (`api.go` `makeLokiError` falls back to the raw text).
+    let r = get(
+        &s,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", "{app=\"shop\""),
+            ("direction", "backward"),
+            ("limit", "1000"),
+            ("start", &(now - 3600 * SEC).to_string()),
+            ("end", &now.to_string()),
+            ("step", "15000ms"),
+        ],
+        &grafana_headers(""),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.starts_with("parse error"), "{}", r.body);
+    assert!(r
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/plain")));
 }
 
 /// Explore's label browser and autocomplete (`LanguageProvider.ts`), the
@@ -581,6 +606,10 @@ fn explore_log_and_metric_queries() {
     let first = &v["data"]["result"][0]["values"][0];
     let newest = order.last().expect("order records");
     assert_eq!(first[2]["parsed"]["event"], newest.event, "{first}");
+    // The line's "service" clashes with the indexed label: Loki renames the
+    // parsed one `service_extracted` (`pkg/logql/log/parser.go`).
+    assert_eq!(first[2]["parsed"]["service_extracted"], "order", "{first}");
+    assert!(first[2]["parsed"].get("service").is_none(), "{first}");
     assert_eq!(
         first[2]["parsed"]["duration_ms"],
         newest.duration_ms.to_string(),
