@@ -966,6 +966,72 @@ fn drilldown_breakdown_queries() {
     assert_eq!(got, want);
 }
 
+/// Drilldown on logfmt lines: its default parser segment
+/// `| json | logfmt | drop __error__, __error_details__` must count lines
+/// where json fails (JSONParserErr, dropped) and logfmt succeeds, and
+/// `detected_fields` must name `logfmt` with Loki's value types.
+#[test]
+fn drilldown_on_logfmt_lines() {
+    let s = Server::start();
+    let base = now_ns() / 1_000_000 * 1_000_000 - 300 * SEC;
+    let statuses = [200, 200, 404, 500, 200, 503, 404, 200];
+    let mut values = vec![];
+    for (i, st) in statuses.iter().enumerate() {
+        let took = 5 + i * 3;
+        values.push(json!([
+            (base + i as i64 * SEC).to_string(),
+            format!("level=info method=GET path=/api/items status={st} took={took}ms msg=\"handled request\"")
+        ]));
+    }
+    let r = s.push_json(&json!({"streams": [{"stream": {"app": "gateway"}, "values": values}]}));
+    assert_eq!(r.status, 204, "{}", r.body);
+    let (start, end) = ((base - 60 * SEC).to_string(), now_ns().to_string());
+    let h = grafana_headers("grafana-lokiexplore-app");
+
+    let v = ok_json(
+        &get(
+            &s,
+            "/loki/api/v1/detected_fields",
+            &[
+                ("query", "{service_name=\"gateway\"}"),
+                ("start", &start),
+                ("end", &end),
+            ],
+            &h,
+        ),
+        "detected_fields",
+    );
+    let fields: BTreeMap<String, Value> = v["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .map(|f| (f["label"].as_str().expect("label").to_string(), f.clone()))
+        .collect();
+    let status = &fields["status"];
+    assert_eq!(status["parsers"], json!(["logfmt"]), "{status}");
+    assert_eq!(status["type"], "int");
+    assert_eq!(status["cardinality"], 4, "200, 404, 500, 503");
+    assert!(status.get("jsonPath").is_none(), "{status}");
+    assert_eq!(fields["took"]["type"], "duration", "{}", fields["took"]);
+    assert_eq!(fields["msg"]["type"], "string");
+
+    let q = "sum by (status) (count_over_time({service_name=`gateway`} | json | logfmt | drop __error__, __error_details__ | status!=\"\" [60s]))";
+    let v = ok_json(
+        &get(
+            &s,
+            "/loki/api/v1/query_range",
+            &range_params(q, "backward", "1000", &start, &end, "60000ms"),
+            &h,
+        ),
+        "status breakdown",
+    );
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for st in statuses {
+        *want.entry(st.to_string()).or_default() += 1;
+    }
+    assert_eq!(matrix_sums(&v, "status"), want);
+}
+
 /// Query splitting (`querySplitting.ts`): one panel becomes adjacent
 /// sub-range queries. With Loki's inclusive start and exclusive end, a split
 /// exactly on an entry's timestamp neither loses nor repeats it; the series
