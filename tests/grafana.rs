@@ -477,6 +477,9 @@ fn explore_metadata_and_drilldown_endpoints() {
     let mut total = 0;
     for p in pats {
         assert!(p["pattern"].as_str().is_some_and(|s| !s.is_empty()), "{p}");
+        // Drilldown colours patterns by level: one of the lines' levels.
+        let lvl = p["level"].as_str().expect("level");
+        assert!(order.iter().any(|r| r.level == lvl), "{p}");
         for smp in p["samples"].as_array().expect("samples") {
             assert!(smp[0].is_i64(), "integer seconds: {smp}");
             total += smp[1].as_u64().expect("integer count");

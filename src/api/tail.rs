@@ -105,22 +105,23 @@ impl TailCursor {
         }
     }
 
-    /// Query start for a poll ending at `until`.
-    fn lo(&self, until: i64) -> i64 {
+    /// The window start and entry limit of a poll ending at `until`:
+    /// `limit` new entries plus every already-sent entry the window may
+    /// return again. When that would pass `max` (the engine's
+    /// `max_entries_limit_per_query`, 0 for none), the poll skips the
+    /// look-back and starts where the last one stopped.
+    fn plan(&self, until: i64, limit: usize, max: usize) -> (i64, usize) {
         if self.first {
-            return self.start;
+            return (self.start, limit);
         }
-        self.next.min(until - LATE_GRACE_NS).max(self.start)
-    }
-
-    /// Entries to ask the engine for: enough to get past every entry
-    /// already sent in the window.
-    fn query_limit(&self, limit: usize) -> usize {
-        if self.first {
-            limit
-        } else {
-            limit.saturating_add(self.sent.len())
+        let resent = |lo: i64| self.sent.iter().filter(|(ts, _)| *ts >= lo).count();
+        let lo = self.next.min(until - LATE_GRACE_NS).max(self.start);
+        let n = limit.saturating_add(resent(lo));
+        if max == 0 || n <= max {
+            return (lo, n);
         }
+        let lo = self.next.max(self.start);
+        (lo, limit.saturating_add(resent(lo)).min(max))
     }
 
     fn key(e: &ResultEntry) -> (i64, u64) {
@@ -173,17 +174,18 @@ async fn tail_loop(
     categorize: bool,
 ) {
     let mut cursor = TailCursor::new(start);
+    let max_entries = st.config.max_entries_limit_per_query;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let until = now_ns() - delay_ns;
-        let lo = cursor.lo(until);
+        let (lo, query_limit) = cursor.plan(until, limit, max_entries);
         if until > lo {
             let qp = QueryParams {
                 start: lo,
                 end: until,
                 step: 0,
                 interval: 0,
-                limit: cursor.query_limit(limit),
+                limit: query_limit,
                 direction: if cursor.first {
                     Direction::Backward
                 } else {
@@ -267,11 +269,11 @@ mod tests {
     fn tail_entry_pushed_late_is_still_sent() {
         let mut c = TailCursor::new(0);
         // First poll at t=100 s finds nothing.
-        assert_eq!(c.lo(100 * S), 0);
+        assert_eq!(c.plan(100 * S, 100, 0), (0, 100));
         assert!(c.accept(vec![], 100, 100 * S).is_empty());
         // An agent then pushes a line stamped 98 s; the next poll (t=101 s)
         // must look back over it: the window starts 10 s before `until`.
-        assert_eq!(c.lo(101 * S), 91 * S);
+        assert_eq!(c.plan(101 * S, 100, 0).0, 91 * S);
         let sent = c.accept(vec![entry(98 * S, "late")], 100, 101 * S);
         assert_eq!(lines(&sent), ["late"]);
     }
@@ -282,12 +284,40 @@ mod tests {
         let first = c.accept(vec![entry(99 * S, "a")], 100, 100 * S);
         assert_eq!(lines(&first), ["a"]);
         // The look-back window returns "a" again, plus a new line.
-        assert_eq!(c.query_limit(100), 101);
+        assert_eq!(c.plan(101 * S, 100, 0), (91 * S, 101));
         let next = c.accept(vec![entry(99 * S, "a"), entry(100 * S, "b")], 100, 101 * S);
         assert_eq!(lines(&next), ["b"]);
         // Once "a" is more than 10 s behind, it is forgotten.
         assert!(c.accept(vec![], 100, 120 * S).is_empty());
-        assert_eq!(c.query_limit(100), 100);
+        assert_eq!(c.plan(121 * S, 100, 0), (111 * S, 100));
+    }
+
+    #[test]
+    fn tail_first_batch_is_the_newest_limit_and_older_ones_are_skipped() {
+        let mut c = TailCursor::new(0);
+        // The first poll is a backward query from `start`, capped at
+        // `limit`: it asks for exactly `limit`, sends them all, and does not
+        // go back for what is older.
+        assert_eq!(c.plan(100 * S, 2, 0), (0, 2));
+        let newest = vec![entry(98 * S, "b"), entry(99 * S, "c")];
+        assert_eq!(lines(&c.accept(newest, 2, 100 * S)), ["b", "c"]);
+        assert_eq!(c.next, 100 * S);
+        assert_eq!(c.plan(101 * S, 2, 0), (91 * S, 4));
+    }
+
+    #[test]
+    fn tail_look_back_never_asks_past_the_entries_limit() {
+        let mut c = TailCursor::new(0);
+        let batch: Vec<ResultEntry> = (0..3).map(|i| entry(95 * S + i, "x")).collect();
+        let named: Vec<ResultEntry> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, e)| entry(e.ts, &format!("x{i}")))
+            .collect();
+        assert_eq!(c.accept(named, 100, 100 * S).len(), 3);
+        // Look-back would need 2 new + 3 resent = 5 > 4: start at `next`.
+        assert_eq!(c.plan(101 * S, 2, 4), (100 * S, 2));
+        assert_eq!(c.plan(101 * S, 2, 5), (91 * S, 5));
     }
 
     #[test]
