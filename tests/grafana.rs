@@ -418,6 +418,13 @@ fn explore_metadata_and_drilldown_endpoints() {
         Some(order.len() as u64),
         "{span}"
     );
+    // The line's "service" clashes with the indexed label `service`: Loki's
+    // json parser names it `service_extracted` (path still ["service"]).
+    let se = &fields["service_extracted"];
+    assert_eq!(se["parsers"], json!(["json"]), "{se}");
+    assert_eq!(se["jsonPath"], json!(["service"]), "{se}");
+    assert_eq!(se["cardinality"], 1, "{se}");
+    assert!(!fields.contains_key("service"), "indexed labels are not fields");
     let dur = &fields["duration_ms"];
     assert_eq!(dur["parsers"], json!(["json"]), "{dur}");
     assert_eq!(dur["jsonPath"], json!(["duration_ms"]), "{dur}");

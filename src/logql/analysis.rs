@@ -236,15 +236,25 @@ fn entry_fields(e: &ResultEntry) -> Vec<FieldOccurrence> {
             let mut leaves = Vec::new();
             json_leaves(&v, &mut Vec::new(), &mut leaves);
             for (name, path, value) in leaves {
-                out.push((name, Some("json"), Some(path), value));
+                out.push((extracted_name(e, name), Some("json"), Some(path), value));
             }
             return out;
         }
     }
     for (k, v) in logfmt_pairs(line) {
-        out.push((k, Some("logfmt"), None, v));
+        out.push((extracted_name(e, k), Some("logfmt"), None, v));
     }
     out
+}
+
+/// A parsed name that clashes with one of the entry's stream labels gets
+/// the `_extracted` suffix, as Loki's parsers do.
+fn extracted_name(e: &ResultEntry, name: String) -> String {
+    if e.stream.get(&name).is_some() {
+        format!("{name}_extracted")
+    } else {
+        name
+    }
 }
 
 /// Detects fields over the sample, sorted by name.
@@ -514,6 +524,21 @@ mod tests {
         ])));
         assert!(!reject_detected_label(&v(&["12", "api"])));
         assert!(reject_detected_label(&[]));
+    }
+
+    #[test]
+    fn parsed_field_clashing_with_stream_label_is_extracted() {
+        // The stream has app="x"; the line's own "app" becomes app_extracted.
+        let es = vec![
+            entry(1, r#"{"app":"billing","n":1}"#, &[]),
+            entry(2, "app=shop n=2", &[]),
+        ];
+        let f = detect_fields(&es);
+        let names: Vec<&str> = f.iter().map(|x| x.label.as_str()).collect();
+        assert_eq!(names, ["app_extracted", "n"]);
+        assert_eq!(f[0].parsers, vec!["json", "logfmt"]);
+        assert_eq!(field_values(&es, "app_extracted"), vec!["billing", "shop"]);
+        assert!(field_values(&es, "app").is_empty());
     }
 
     #[test]
