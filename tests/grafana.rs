@@ -424,7 +424,10 @@ fn explore_metadata_and_drilldown_endpoints() {
     assert_eq!(se["parsers"], json!(["json"]), "{se}");
     assert_eq!(se["jsonPath"], json!(["service"]), "{se}");
     assert_eq!(se["cardinality"], 1, "{se}");
-    assert!(!fields.contains_key("service"), "indexed labels are not fields");
+    assert!(
+        !fields.contains_key("service"),
+        "indexed labels are not fields"
+    );
     let dur = &fields["duration_ms"];
     assert_eq!(dur["parsers"], json!(["json"]), "{dur}");
     assert_eq!(dur["jsonPath"], json!(["duration_ms"]), "{dur}");
@@ -502,7 +505,21 @@ fn explore_metadata_and_drilldown_endpoints() {
     assert!(v["limits"].is_object(), "{v}");
     assert!(v["pattern_ingester_enabled"].is_boolean(), "{v}");
     assert!(v["version"].is_string(), "{v}");
-    let _ = per_service;
+    // index/stats per selector, as `getQueryStats` sends one per selector.
+    for (svc, n) in &per_service {
+        let q = format!("{{service=\"{svc}\"}}");
+        let v = ok_json(
+            &get(
+                s,
+                "/loki/api/v1/index/stats",
+                &[("query", &q), ("start", &start), ("end", &end)],
+                &h,
+            ),
+            "index/stats per service",
+        );
+        assert_eq!(v["streams"], 1, "{v}");
+        assert_eq!(v["entries"].as_u64(), Some(*n), "{svc}: {v}");
+    }
 }
 
 /// Common query_range parameters as `makeDataRequest` (`api.go`) builds them.
