@@ -991,6 +991,33 @@ fn drilldown_breakdown_queries() {
         }
     }
     assert_eq!(got, want);
+
+    // Field values under the current filters: Drilldown passes its whole
+    // expression (filters and parsers) as `query`.
+    let v = ok_json(
+        &get(
+            s,
+            "/loki/api/v1/detected_field/event/values",
+            &[
+                (
+                    "query",
+                    "{service_name=`order`} | detected_level=\"error\" | json | logfmt | drop __error__, __error_details__",
+                ),
+                ("start", &start),
+                ("end", &end),
+                ("limit", "1000"),
+            ],
+            &h,
+        ),
+        "detected_field values under filters",
+    );
+    let errors: BTreeSet<&str> = order
+        .iter()
+        .filter(|r| r.level == "error")
+        .map(|r| r.event)
+        .collect();
+    assert!(!errors.is_empty(), "the seed yields error lines");
+    assert_eq!(v["values"], json!(errors.iter().collect::<Vec<_>>()));
 }
 
 /// Drilldown on logfmt lines: its default parser segment
