@@ -829,6 +829,8 @@ fn explore_log_and_metric_queries() {
         "metric range",
     );
     assert_eq!(v["data"]["resultType"], "matrix");
+    // Loki echoes the flags for every result type (`marshal/query.go`).
+    assert_eq!(v["data"]["encodingFlags"], json!(["categorize-labels"]));
     let mut got: BTreeMap<String, u64> = BTreeMap::new();
     for series in v["data"]["result"].as_array().expect("result") {
         let svc = series["metric"]["service_name"]
