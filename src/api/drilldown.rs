@@ -243,10 +243,7 @@ pub async fn detected_labels(
             let values =
                 store.label_values(&tenant, &name, &matchers, start, end.saturating_add(1))?;
             let always = ["cluster", "namespace", "instance", "pod"].contains(&name.as_str());
-            if !always
-                && !values.is_empty()
-                && values.iter().all(|v| analysis::looks_numeric_or_uuid(v))
-            {
+            if !always && analysis::reject_detected_label(&values) {
                 continue;
             }
             rows.push((name, values.len()));

@@ -178,7 +178,8 @@ fn vector_result(out: &mut String, samples: &[Sample]) {
 }
 
 /// The whole query response body: `{"status":"success","data":{...}}` with
-/// `resultType`, `encodingFlags` (only when categorizing), `result`, `stats`.
+/// `resultType`, `encodingFlags` (when the request asked to categorize),
+/// `result`, `stats`.
 pub fn query_response(
     result: &QueryResult,
     stats: &QueryStats,
@@ -206,7 +207,8 @@ pub fn query_response(
         QueryResult::Scalar(..) => "scalar",
     };
     json_str(&mut out, kind);
-    let categorize = categorize && matches!(result, QueryResult::Streams(_));
+    // Loki echoes the flags whatever the result type (`marshal/query.go`
+    // `encodeData`); they only change how streams are written.
     if categorize {
         out.push_str(",\"encodingFlags\":[\"categorize-labels\"]");
     }
@@ -336,6 +338,22 @@ mod tests {
         assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001é\"");
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn encoding_flags_echoed_for_metric_results() {
+        let m = QueryResult::Matrix(vec![crate::logql::eval::Series {
+            metric: Labels::from_pairs([("level", "info")]),
+            points: vec![(1_000, 2.0)],
+        }]);
+        let body = query_response(&m, &QueryStats::default(), 0.0, true, &[]);
+        let flags = body.find("\"encodingFlags\":[\"categorize-labels\"]");
+        let result = body.find("\"result\"");
+        assert!(flags.is_some() && flags < result, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["data"]["result"][0]["values"][0][1], "2");
+        let plain = query_response(&m, &QueryStats::default(), 0.0, false, &[]);
+        assert!(!plain.contains("encodingFlags"), "{plain}");
     }
 
     #[test]

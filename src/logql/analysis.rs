@@ -66,6 +66,19 @@ pub fn looks_numeric_or_uuid(v: &str) -> bool {
         })
 }
 
+/// Whether `detected_labels` leaves a label out (Loki's `shouldRejectLabel`):
+/// when every value is a number or UUID, except that at most two values
+/// that are all `0`/`1` are a boolean and kept. No values: left out.
+pub fn reject_detected_label(values: &[String]) -> bool {
+    if values.is_empty() {
+        return true;
+    }
+    if values.len() <= 2 && values.iter().all(|v| v == "0" || v == "1") {
+        return false;
+    }
+    values.iter().all(|v| looks_numeric_or_uuid(v))
+}
+
 fn is_duration(v: &str) -> bool {
     let v = v.strip_prefix('-').unwrap_or(v);
     let mut rest = v;
@@ -223,15 +236,25 @@ fn entry_fields(e: &ResultEntry) -> Vec<FieldOccurrence> {
             let mut leaves = Vec::new();
             json_leaves(&v, &mut Vec::new(), &mut leaves);
             for (name, path, value) in leaves {
-                out.push((name, Some("json"), Some(path), value));
+                out.push((extracted_name(e, name), Some("json"), Some(path), value));
             }
             return out;
         }
     }
     for (k, v) in logfmt_pairs(line) {
-        out.push((k, Some("logfmt"), None, v));
+        out.push((extracted_name(e, k), Some("logfmt"), None, v));
     }
     out
+}
+
+/// A parsed name that clashes with one of the entry's stream labels gets
+/// the `_extracted` suffix, as Loki's parsers do.
+fn extracted_name(e: &ResultEntry, name: String) -> String {
+    if e.stream.get(&name).is_some() {
+        format!("{name}_extracted")
+    } else {
+        name
+    }
 }
 
 /// Detects fields over the sample, sorted by name.
@@ -240,7 +263,6 @@ pub fn detect_fields(entries: &[ResultEntry]) -> Vec<DetectedField> {
         values: BTreeSet<String>,
         parsers: BTreeSet<&'static str>,
         json_path: Option<Vec<String>>,
-        metadata: bool,
     }
     let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
     for e in entries {
@@ -249,13 +271,13 @@ pub fn detect_fields(entries: &[ResultEntry]) -> Vec<DetectedField> {
                 values: BTreeSet::new(),
                 parsers: BTreeSet::new(),
                 json_path: None,
-                metadata: false,
             });
-            match parser {
-                Some(p) => {
-                    a.parsers.insert(p);
-                }
-                None => a.metadata = true,
+            // Structured metadata adds no parser; a name that a parser also
+            // finds in the line reports that parser (Loki's
+            // `ParseDetectedFields`), so only metadata-only fields have
+            // `"parsers": null`.
+            if let Some(p) = parser {
+                a.parsers.insert(p);
             }
             if a.json_path.is_none() {
                 a.json_path = path;
@@ -285,11 +307,7 @@ pub fn detect_fields(entries: &[ResultEntry]) -> Vec<DetectedField> {
                 _ if types.iter().all(|t| *t == "int" || *t == "float") => FieldType::Float,
                 _ => FieldType::String,
             };
-            let parsers: Vec<String> = if a.metadata {
-                Vec::new()
-            } else {
-                a.parsers.iter().map(|p| p.to_string()).collect()
-            };
+            let parsers: Vec<String> = a.parsers.iter().map(|p| p.to_string()).collect();
             let json_path = if parsers.iter().any(|p| p == "json") {
                 a.json_path
             } else {
@@ -491,6 +509,61 @@ mod tests {
         assert_eq!(get("user").parsers, vec!["logfmt"]);
         assert_eq!(field_values(&es, "user"), vec!["a b"]);
         assert_eq!(field_values(&es, "level"), vec!["error", "info"]);
+    }
+
+    #[test]
+    fn detected_label_with_boolean_values_is_kept() {
+        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!reject_detected_label(&v(&["0", "1"])));
+        assert!(!reject_detected_label(&v(&["1"])));
+        // Three numeric values are IDs again.
+        assert!(reject_detected_label(&v(&["0", "1", "2"])));
+        assert!(reject_detected_label(&v(&["7", "12"])));
+        assert!(reject_detected_label(&v(&[
+            "123e4567-e89b-12d3-a456-426614174000"
+        ])));
+        assert!(!reject_detected_label(&v(&["12", "api"])));
+        assert!(reject_detected_label(&[]));
+    }
+
+    #[test]
+    fn parsed_field_clashing_with_stream_label_is_extracted() {
+        // The stream has app="x"; the line's own "app" becomes app_extracted.
+        let es = vec![
+            entry(1, r#"{"app":"billing","n":1}"#, &[]),
+            entry(2, "app=shop n=2", &[]),
+        ];
+        let f = detect_fields(&es);
+        let names: Vec<&str> = f.iter().map(|x| x.label.as_str()).collect();
+        assert_eq!(names, ["app_extracted", "n"]);
+        assert_eq!(f[0].parsers, vec!["json", "logfmt"]);
+        assert_eq!(field_values(&es, "app_extracted"), vec!["billing", "shop"]);
+        assert!(field_values(&es, "app").is_empty());
+    }
+
+    #[test]
+    fn metadata_field_also_in_json_line_reports_json_parser() {
+        // Loki creates the field from structured metadata with no parser,
+        // then adds "json" when the json parser extracts the same name.
+        let es = vec![
+            entry(
+                1,
+                r#"{"span_id":"s1","msg":"a"}"#,
+                &[("span_id", "s1"), ("pod", "p1")],
+            ),
+            entry(
+                2,
+                r#"{"span_id":"s2","msg":"b"}"#,
+                &[("span_id", "s2"), ("pod", "p1")],
+            ),
+        ];
+        let f = detect_fields(&es);
+        let get = |n: &str| f.iter().find(|x| x.label == n).expect(n);
+        assert_eq!(get("span_id").parsers, vec!["json"]);
+        assert_eq!(get("span_id").json_path, Some(vec!["span_id".to_string()]));
+        assert_eq!(get("span_id").cardinality, 2);
+        assert_eq!(get("pod").parsers, Vec::<String>::new());
+        assert_eq!(get("pod").json_path, None);
     }
 
     #[test]
