@@ -186,18 +186,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/loki/api/v1/format_query",
             get(format_query).post(format_query),
         )
-        .route("/loki/api/v1/index/volume", get(drilldown::volume).post(drilldown::volume))
-        .route("/loki/api/v1/index/volume_range", get(drilldown::volume_range).post(drilldown::volume_range))
-        .route("/loki/api/v1/detected_labels", get(drilldown::detected_labels).post(drilldown::detected_labels))
-        .route("/loki/api/v1/detected_fields", get(drilldown::detected_fields).post(drilldown::detected_fields))
-        .route(
-            "/loki/api/v1/detected_field/{name}/values",
-            get(drilldown::detected_field_values).post(drilldown::detected_field_values),
-        )
-        .route("/loki/api/v1/patterns", get(drilldown::patterns).post(drilldown::patterns))
-        .route("/loki/api/v1/drilldown-limits", get(drilldown::drilldown_limits))
-        .route("/loki/api/v1/tail", get(tail::tail))
-        .route("/api/prom/tail", get(tail::tail))
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .route(
             "/loki/api/v1/index/volume",
