@@ -705,3 +705,184 @@ fn records_survive_sigkill() {
     check_fixture(&srv, "durablejson", base);
     check_fixture(&srv, "durablegrpc", base);
 }
+
+/// Regression (build_state ignored the `[ingest]` and `[otlp]` sections):
+/// `[otlp]` rules from the config file change the mapping — a log attribute
+/// promoted to an index label (its own stream), resource and log attributes
+/// dropped by name and by anchored regex, a resource attribute promoted,
+/// `severity_text_as_label` — while the defaults still come first.
+#[test]
+fn configured_otlp_rules_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("miniloki.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[otlp]
+severity_text_as_label = true
+log_attributes = [
+  { action = "index_label", attributes = ["tenant.id"] },
+  { action = "drop", regex = "secret\\..*" },
+]
+scope_attributes = [{ action = "drop", attributes = ["noisy"] }]
+
+[otlp.resource_attributes]
+attributes_config = [
+  { action = "index_label", attributes = ["host.name"] },
+  { action = "drop", regex = "k8s\\..*" },
+]
+"#,
+    )
+    .unwrap();
+    let srv = Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    let base = base_ns();
+    let rec = |i: i64, tenant: &str| LogRecord {
+        time_unix_nano: (base + i) as u64,
+        severity_text: "INFO".into(),
+        body: any(s(&format!("line {i}"))),
+        attributes: vec![
+            kv("tenant.id", s(tenant)),
+            kv("secret.token", s("hunter2")),
+            kv("not.secret.x", s("kept")),
+        ],
+        ..Default::default()
+    };
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", s("rules")),
+                    // In the default list, so still an index label.
+                    kv("k8s.pod.name", s("pod-1")),
+                    kv("k8s.node.name", s("node-1")),
+                    kv("host.name", s("h1")),
+                    kv("os.type", s("linux")),
+                ],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "sc".into(),
+                    attributes: vec![kv("noisy", s("1")), kv("quiet", s("2"))],
+                    ..Default::default()
+                }),
+                log_records: vec![rec(1, "a"), rec(2, "b"), rec(3, "a")],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    assert_eq!(post_proto(&srv, &req), ExportLogsServiceResponse::default());
+    let got = query_cat(
+        &srv,
+        r#"{service_name="rules"}"#,
+        base,
+        now_ns() + 60_000_000_000,
+    );
+    let labels = |t: &str| {
+        map(&[
+            ("host_name", "h1"),
+            ("k8s_pod_name", "pod-1"),
+            ("service_name", "rules"),
+            ("severity_text", "INFO"),
+            ("tenant_id", t),
+        ])
+    };
+    let md = map(&[
+        ("not_secret_x", "kept"),
+        ("os_type", "linux"),
+        ("quiet", "2"),
+        ("scope_name", "sc"),
+        ("severity_text", "INFO"),
+        ("detected_level", "info"),
+    ]);
+    let want: Vec<Rec> = [(1, "a"), (2, "b"), (3, "a")]
+        .iter()
+        .map(|(i, t)| Rec {
+            labels: labels(t),
+            ts: base + i,
+            line: format!("line {i}"),
+            md: md.clone(),
+        })
+        .collect();
+    assert_eq!(got, want);
+    // Two streams, split by the promoted log attribute.
+    let r = srv.get(
+        "/loki/api/v1/series",
+        &[("match[]", r#"{service_name="rules"}"#)],
+    );
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2, "{}", r.body);
+}
+
+/// With auth enabled the tenant comes from `X-Scope-OrgID` (HTTP header or
+/// gRPC metadata); without it the export is refused (401 in the request's
+/// encoding, gRPC UNAUTHENTICATED); tenants do not see each other's logs.
+#[test]
+fn tenants_over_http_and_grpc() {
+    let srv = Server::start_with(&["--auth-enabled"]);
+    let base = base_ns();
+    let body = partial_req("t", base).encode_to_vec();
+
+    let (status, ct, resp) = post_raw(&srv, "application/x-protobuf", None, &body);
+    assert_eq!(status, 401);
+    assert_eq!(ct, "application/x-protobuf");
+    assert_eq!(
+        RpcStatus::decode(resp.as_slice()).unwrap(),
+        RpcStatus {
+            code: 16,
+            message: "no org id".into()
+        }
+    );
+
+    let r = common::agent()
+        .post(&srv.url("/otlp/v1/logs"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Scope-OrgID", "team-a")
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    runtime().block_on(async {
+        let mut c = grpc_client(&srv).await;
+        let e = c
+            .export(partial_req("g", base))
+            .await
+            .expect_err("no tenant");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        let mut r = tonic::Request::new(partial_req("g", base));
+        r.metadata_mut()
+            .insert("x-scope-orgid", "team-b".parse().unwrap());
+        c.export(r).await.expect("export with tenant");
+    });
+
+    let end = (now_ns() + 60_000_000_000).to_string();
+    let st = base.to_string();
+    let lines = |tenant: &str| -> Vec<String> {
+        let r = srv.get_h(
+            "/loki/api/v1/query_range",
+            &[
+                ("query", r#"{service_name=~"t|g"}"#),
+                ("start", &st),
+                ("end", &end),
+                ("direction", "forward"),
+            ],
+            &[("X-Scope-OrgID", tenant)],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        common::all_values(&r.json())
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect()
+    };
+    // Default max line size: all three records of each request are stored.
+    let long = "x".repeat(100);
+    assert_eq!(
+        lines("team-a"),
+        vec!["t first".to_string(), long.clone(), "t third".into()]
+    );
+    assert_eq!(
+        lines("team-b"),
+        vec!["g first".to_string(), long, "g third".into()]
+    );
+    assert!(lines("team-c").is_empty());
+}
