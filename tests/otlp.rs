@@ -886,3 +886,57 @@ fn tenants_over_http_and_grpc() {
     );
     assert!(lines("team-c").is_empty());
 }
+
+/// Without `service.name`, `service_name` comes from the first index label
+/// in Loki's discovery list (`k8s.container.name` → `k8s_container_name`);
+/// a record with neither time nor observed time gets the arrival time.
+#[test]
+fn service_name_discovery_and_arrival_time() {
+    let srv = Server::start();
+    let before = now_ns();
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("k8s.namespace.name", s("ns1")),
+                    kv("k8s.container.name", s("cart-container")),
+                ],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: None,
+                log_records: vec![LogRecord {
+                    body: any(s("no time at all")),
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    assert_eq!(post_proto(&srv, &req), ExportLogsServiceResponse::default());
+    let after = now_ns();
+    let got = query_cat(
+        &srv,
+        r#"{k8s_namespace_name="ns1"}"#,
+        before - 1_000_000_000,
+        after + 1_000_000_000,
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0].labels,
+        map(&[
+            ("k8s_container_name", "cart-container"),
+            ("k8s_namespace_name", "ns1"),
+            ("service_name", "cart-container"),
+        ])
+    );
+    assert!(
+        (before..=after).contains(&got[0].ts),
+        "{} not in [{before}, {after}]",
+        got[0].ts
+    );
+    assert_eq!(got[0].line, "no time at all");
+    // No observed_timestamp (neither time was set), no severity fields.
+    assert_eq!(got[0].md, map(&[("detected_level", "unknown")]));
+}
