@@ -669,6 +669,15 @@ fn errors_answer_in_the_request_encoding() {
     let (status, _, _) = post_raw(&srv, "application/json", Some("gzip"), &bomb);
     assert_eq!(status, 413);
 
+    // Over gRPC the same limit applies to the decoded message.
+    let mut req = partial_req("grpcbig", base_ns());
+    req.resource_logs[0].scope_logs[0].log_records[1].body = any(s(&"y".repeat(5000)));
+    runtime().block_on(async {
+        let mut c = grpc_client(&srv).await;
+        let e = c.export(req).await.expect_err("over max_recv_msg_size");
+        assert_eq!(e.code(), tonic::Code::OutOfRange, "{e}");
+    });
+
     // Nothing of the above was stored; a good request still works.
     let base = base_ns();
     let resp = post_proto(&srv, &partial_req("after", base));
