@@ -445,7 +445,7 @@ fn http_protobuf_maps_like_loki() {
 }
 
 #[test]
-fn http_json_plain_and_gzip() {
+fn http_json_plain_gzip_zstd() {
     let srv = Server::start();
     let base = base_ns();
     let body = json_req("json", base).to_string();
@@ -467,6 +467,17 @@ fn http_json_plain_and_gzip() {
     );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
     check_fixture(&srv, "jsongz", base);
+
+    // zstd, as the Collector's otlphttp exporter can send.
+    let body = json_req("jsonzstd", base).to_string();
+    let (status, _, resp) = post_raw(
+        &srv,
+        "application/json",
+        Some("zstd"),
+        &zstd::encode_all(body.as_bytes(), 3).unwrap(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+    check_fixture(&srv, "jsonzstd", base);
 
     // Protobuf gzip too.
     let (status, _, resp) = post_raw(
