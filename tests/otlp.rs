@@ -615,6 +615,16 @@ fn partial_success_in_every_encoding() {
             vec![format!("{tag} first"), format!("{tag} third")]
         );
     }
+    // Counted as Loki counts discards: 3 requests × 1 line of 100 bytes;
+    // 9 lines received.
+    let m = srv.get("/metrics", &[]).body;
+    for want in [
+        "loki_discarded_samples_total{reason=\"line_too_long\",tenant=\"fake\"} 3\n",
+        "loki_discarded_bytes_total{reason=\"line_too_long\",tenant=\"fake\"} 300\n",
+        "loki_distributor_lines_received_total{tenant=\"fake\"} 9\n",
+    ] {
+        assert!(m.contains(want), "{want} not in:\n{m}");
+    }
 }
 
 #[test]
