@@ -431,6 +431,11 @@ fn http_protobuf_maps_like_loki() {
     // Everything accepted: no partial_success at all.
     assert_eq!(resp, ExportLogsServiceResponse::default());
     check_fixture(&srv, "pb", base);
+    // An empty export (zero bytes is a valid empty message) is a success.
+    let (status, _, body) = post_raw(&srv, "application/x-protobuf", None, b"");
+    assert_eq!((status, body.len()), (200, 0));
+    let (status, _, body) = post_raw(&srv, "application/json", None, b"{}");
+    assert_eq!((status, body.as_slice()), (200, &b"{}"[..]));
     // Index labels are exactly the default resource attributes present.
     let r = srv.get("/loki/api/v1/labels", &[]);
     let names = r.json()["data"].clone();
