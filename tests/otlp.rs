@@ -975,3 +975,84 @@ fn service_name_discovery_and_arrival_time() {
     // No observed_timestamp (neither time was set), no severity fields.
     assert_eq!(got[0].md, map(&[("detected_level", "unknown")]));
 }
+
+/// Over the tenant's ingestion rate the whole export is refused as
+/// retryable: HTTP 429 with `Retry-After` and RESOURCE_EXHAUSTED (8) in the
+/// request's encoding, gRPC `RESOURCE_EXHAUSTED`; nothing is stored, and a
+/// small export within the burst still goes through.
+#[test]
+fn rate_limited_exports_are_retryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("miniloki.toml");
+    // 0.001 MiB ≈ 1 KiB per second and of burst.
+    std::fs::write(
+        &cfg,
+        "[ingest]\ningestion_rate_mb = 0.001\ningestion_burst_size_mb = 0.001\n",
+    )
+    .unwrap();
+    let srv = Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    let base = base_ns();
+    let mut big = partial_req("rl", base);
+    big.resource_logs[0].scope_logs[0].log_records[1].body = any(s(&"z".repeat(4000)));
+    let prefix = "ingestion rate limit exceeded for user fake";
+
+    // (`Content-Encoding: identity` is accepted as no encoding.)
+    let mut r = common::agent()
+        .post(&srv.url("/otlp/v1/logs"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "identity")
+        .send(&big.encode_to_vec()[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body = r.body_mut().read_to_vec().unwrap();
+    let st = RpcStatus::decode(body.as_slice()).unwrap();
+    assert_eq!(st.code, 8);
+    assert!(st.message.starts_with(prefix), "{}", st.message);
+
+    let json_big = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        {"timeUnixNano": base.to_string(), "body": {"stringValue": "z".repeat(4000)}}]}]}]});
+    let (status, ct, body) = post_raw(
+        &srv,
+        "application/json",
+        None,
+        json_big.to_string().as_bytes(),
+    );
+    assert_eq!((status, ct.as_str()), (429, "application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["code"], json!(8));
+
+    runtime().block_on(async {
+        let mut c = grpc_client(&srv).await;
+        let e = c.export(big.clone()).await.expect_err("rate limited");
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        assert!(e.message().starts_with(prefix), "{}", e.message());
+    });
+
+    let small = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s("rl"))],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: None,
+                log_records: vec![LogRecord {
+                    time_unix_nano: (base + 9) as u64,
+                    body: any(s("small")),
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    assert_eq!(
+        post_proto(&srv, &small),
+        ExportLogsServiceResponse::default()
+    );
+    assert_eq!(lines_of(&srv, "rl", base), vec!["small".to_string()]);
+}
