@@ -10,6 +10,12 @@
 //! nothing is dropped as a duplicate. It speaks plain HTTP/1.1 over keep-alive
 //! TCP connections so the client costs as little CPU as possible on the same
 //! machine.
+//!
+//! With `--otlp` the same entries go to `POST /otlp/v1/logs` as OTLP/HTTP
+//! protobuf (uncompressed, as an SDK's exporter sends by default): one
+//! `ResourceLogs` per stream, whose resource attributes map to the same four
+//! index labels' worth of streams (`service.name`, `service.instance.id`,
+//! `deployment.environment`) and whose level becomes `severity_text`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -53,6 +59,30 @@ pub struct LoadArgs {
     /// RSS (for the active-streams memory figure) before the timed run.
     #[arg(long)]
     pub touch_all_streams: bool,
+    /// Push OTLP/HTTP protobuf to `/otlp/v1/logs` instead of the push API.
+    #[arg(long)]
+    pub otlp: bool,
+}
+
+/// Path, content type and success status of the endpoint under load.
+fn endpoint(args: &LoadArgs) -> (&'static str, &'static str, u16) {
+    if args.otlp {
+        ("/otlp/v1/logs", "application/x-protobuf", 200)
+    } else {
+        ("/loki/api/v1/push", "application/x-protobuf", 204)
+    }
+}
+
+/// Records an OTLP response refused by `partial_success` (0 for the push API
+/// or a full success).
+fn rejected_records(args: &LoadArgs, body: &[u8]) -> u64 {
+    if !args.otlp {
+        return 0;
+    }
+    crate::proto::otlp::collector::ExportLogsServiceResponse::decode(body)
+        .ok()
+        .and_then(|r| r.partial_success)
+        .map_or(0, |p| p.rejected_log_records.max(0) as u64)
 }
 
 pub(crate) fn host_port(url: &str) -> anyhow::Result<String> {
@@ -159,6 +189,9 @@ fn now_ns() -> i64 {
 
 /// Encodes one batch; `seq` makes timestamps unique across the run.
 fn make_batch(args: &LoadArgs, lines: &[String], batch_no: u64, base_ts: i64) -> Vec<u8> {
+    if args.otlp {
+        return make_otlp_batch(args, lines, batch_no, base_ts);
+    }
     let per_stream = (args.batch / args.streams_per_batch.max(1)).max(1);
     let mut streams = Vec::with_capacity(args.streams_per_batch);
     for k in 0..args.streams_per_batch.max(1) {
@@ -193,6 +226,60 @@ fn make_batch(args: &LoadArgs, lines: &[String], batch_no: u64, base_ts: i64) ->
         .unwrap_or_default()
 }
 
+/// The same entries as [`make_batch`], as an OTLP export request.
+fn make_otlp_batch(args: &LoadArgs, lines: &[String], batch_no: u64, base_ts: i64) -> Vec<u8> {
+    use crate::proto::otlp::collector::ExportLogsServiceRequest;
+    use crate::proto::otlp::common::{any_value, AnyValue, KeyValue};
+    use crate::proto::otlp::logs::{LogRecord, ResourceLogs, ScopeLogs};
+    use crate::proto::otlp::resource::Resource;
+    let attr = |k: &str, v: String| KeyValue {
+        key: k.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v)),
+        }),
+        ..Default::default()
+    };
+    let per_stream = (args.batch / args.streams_per_batch.max(1)).max(1);
+    let mut resource_logs = Vec::with_capacity(args.streams_per_batch);
+    for k in 0..args.streams_per_batch.max(1) {
+        let sid = (batch_no as usize * args.streams_per_batch + k) % args.streams.max(1);
+        let (severity_text, severity_number) = [("INFO", 9), ("WARN", 13), ("ERROR", 17)][sid % 3];
+        let mut log_records = Vec::with_capacity(per_stream);
+        for j in 0..per_stream {
+            let n = batch_no as usize * args.batch + k * per_stream + j;
+            let ts = base_ts + n as i64 * 1000;
+            log_records.push(LogRecord {
+                time_unix_nano: ts as u64,
+                severity_number,
+                severity_text: severity_text.to_string(),
+                body: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(
+                        lines[n % lines.len()].clone(),
+                    )),
+                }),
+                ..Default::default()
+            });
+        }
+        resource_logs.push(ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![
+                    attr("service.name", format!("app-{}", sid % 20)),
+                    attr("service.instance.id", format!("i-{sid}")),
+                    attr("deployment.environment", "load".to_string()),
+                ],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: None,
+                log_records,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        });
+    }
+    ExportLogsServiceRequest { resource_logs }.encode_to_vec()
+}
+
 fn server_rss(host: &str) -> Option<(f64, f64)> {
     let mut c = Conn::open(host).ok()?;
     let (_, body) = c.request("GET", "/metrics", "text/plain", b"").ok()?;
@@ -225,9 +312,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         let batches = args.streams.div_ceil(args.streams_per_batch.max(1));
         for b in 0..batches as u64 {
             let body = make_batch(&one, &lines, b, base_ts - 60 * 1_000_000_000);
-            let (st, resp) =
-                c.request("POST", "/loki/api/v1/push", "application/x-protobuf", &body)?;
-            if st != 204 {
+            let (path, ctype, ok) = endpoint(&args);
+            let (st, resp) = c.request("POST", path, ctype, &body)?;
+            if st != ok || rejected_records(&args, &resp) > 0 {
                 bail!("push failed with {st}: {}", String::from_utf8_lossy(&resp));
             }
         }
@@ -263,8 +350,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             while !stop.load(Ordering::Relaxed) {
                 let b = next_batch.fetch_add(1, Ordering::Relaxed);
                 let body = make_batch(&args, &lines, b, base_ts);
-                match c.request("POST", "/loki/api/v1/push", "application/x-protobuf", &body) {
-                    Ok((204, _)) => {
+                let (path, ctype, ok) = endpoint(&args);
+                match c.request("POST", path, ctype, &body) {
+                    Ok((st, resp)) if st == ok && rejected_records(&args, &resp) == 0 => {
                         sent_lines.fetch_add(per_batch_lines, Ordering::Relaxed);
                         sent_bytes
                             .fetch_add(per_batch_lines * args.line_bytes as u64, Ordering::Relaxed);
@@ -349,4 +437,57 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(otlp: bool) -> LoadArgs {
+        LoadArgs {
+            url: "http://127.0.0.1:3100".into(),
+            streams: 7,
+            batch: 20,
+            streams_per_batch: 4,
+            line_bytes: 10,
+            connections: 1,
+            duration: "1s".into(),
+            corpus: "testdata/loghub".into(),
+            touch_all_streams: false,
+            otlp,
+        }
+    }
+
+    #[test]
+    fn otlp_batch_carries_the_same_entries_as_the_push_batch() {
+        use crate::proto::otlp::collector::ExportLogsServiceRequest;
+        let lines: Vec<String> = (0..3).map(|i| format!("line {i}")).collect();
+        let a = args(true);
+        let body = make_batch(&a, &lines, 2, 1_000);
+        let req = ExportLogsServiceRequest::decode(body.as_slice()).unwrap();
+        // 4 streams of 20 / 4 = 5 records; batch 2 starts at stream 2*4 % 7 = 1.
+        assert_eq!(req.resource_logs.len(), 4);
+        let m = crate::ingest::otlp::map_request(req, &Default::default(), &[], 0);
+        assert_eq!(
+            m.streams[0].labels,
+            r#"{deployment_environment="load", service_instance_id="i-1", service_name="app-1"}"#
+        );
+        let e = &m.streams[0].entries;
+        assert_eq!(e.len(), 5);
+        // Entry n = 2*20 + 0*5 + j: ts = 1000 + n*1000, line n % 3.
+        assert_eq!((e[0].ts, e[0].line.as_str()), (41_000, "line 1"));
+        assert_eq!((e[4].ts, e[4].line.as_str()), (45_000, "line 2"));
+        // sid 1 → WARN.
+        assert!(e[0]
+            .metadata
+            .contains(&("severity_text".to_string(), "WARN".to_string())));
+        assert_eq!(
+            endpoint(&a),
+            ("/otlp/v1/logs", "application/x-protobuf", 200)
+        );
+        assert_eq!(
+            endpoint(&args(false)),
+            ("/loki/api/v1/push", "application/x-protobuf", 204)
+        );
+    }
 }

@@ -60,10 +60,15 @@ impl LogsService for OtlpGrpc {
     }
 }
 
-/// The tonic service with gzip and Loki's message size limit.
+/// The tonic service with gzip and the push size limit
+/// (`[ingest] max_recv_msg_size`, as for OTLP/HTTP; 0 = unlimited).
 pub fn service(state: Arc<AppState>) -> LogsServiceServer<OtlpGrpc> {
+    let max = match state.ingester.limits().max_recv_msg_size {
+        0 => usize::MAX,
+        n => n,
+    };
     LogsServiceServer::new(OtlpGrpc { state })
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(crate::api::MAX_BODY_BYTES)
+        .max_decoding_message_size(max)
 }

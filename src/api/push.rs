@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +13,7 @@ use prost::Message;
 
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::ingest::PushError;
 use crate::proto::otlp::collector::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
 
 fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -87,12 +89,29 @@ fn otlp_error(status: u16, message: String, json: bool) -> Response {
 pub async fn otlp_logs(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let ct = header_str(&headers, header::CONTENT_TYPE).map(str::to_string);
     let json = ct
         .as_deref()
         .is_some_and(|c| c.trim_start().starts_with("application/json"));
+    // A body over the limit is answered in the request's encoding too.
+    let max = st.ingester.limits().max_recv_msg_size;
+    let body = match body {
+        Ok(b) if max == 0 || b.len() <= max => b,
+        Ok(b) => {
+            let e = PushError::too_large(format!(
+                "message size too large than max ({} vs {max})",
+                b.len()
+            ));
+            return otlp_error(e.status, e.message, json);
+        }
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let e = PushError::too_large(format!("message size too large than max (> {max})"));
+            return otlp_error(e.status, e.message, json);
+        }
+        Err(e) => return otlp_error(e.status().as_u16(), e.body_text(), json),
+    };
     let tenant = match st.tenant(&headers) {
         Ok(t) => t,
         Err(e) => return otlp_error(e.status, e.message, json),

@@ -665,6 +665,9 @@ pub fn map_request(
         let has_service_name = attrs
             .iter()
             .any(|kv| kv.key == "service.name" && !any_as_string(kv.value.as_ref()).is_empty());
+        // As Loki: the first index label, in attribute order, named in the
+        // discovery list (not the first name of the list that is present).
+        let mut found: Option<String> = None;
         for kv in &attrs {
             let action = cfg.action_for_resource(&kv.key);
             if action == Action::Drop {
@@ -673,14 +676,19 @@ pub fn map_request(
             let mut pairs = Vec::new();
             attribute_to_labels(&kv.key, kv.value.as_ref(), "", &mut pairs);
             match action {
-                Action::IndexLabel => stream_labels.extend(pairs),
+                Action::IndexLabel => {
+                    if found.is_none() && !has_service_name {
+                        found = pairs
+                            .iter()
+                            .find(|(k, v)| !v.is_empty() && discover_service_name.contains(k))
+                            .map(|(_, v)| v.clone());
+                    }
+                    stream_labels.extend(pairs)
+                }
                 _ => resource_md.extend(pairs),
             }
         }
         if !has_service_name && !discover_service_name.is_empty() {
-            let found = discover_service_name
-                .iter()
-                .find_map(|n| stream_labels.get(n).filter(|v| !v.is_empty()).cloned());
             stream_labels.insert(
                 SERVICE_NAME.to_string(),
                 found.unwrap_or_else(|| UNKNOWN_SERVICE.to_string()),
@@ -1004,6 +1012,25 @@ mod tests {
             r#"{k8s_container_name="c1", service_name="c1"}"#
         );
         assert_eq!(m.streams[0].entries[0].ts, 42);
+        // Regression (discovery followed the list's order, Loki follows the
+        // attributes'): k8s.job.name comes first among the attributes, so it
+        // wins although k8s_container_name is earlier in the list.
+        let m = map_request(
+            one_record(
+                vec![
+                    kv("k8s.job.name", s("j1")),
+                    kv("k8s.container.name", s("c1")),
+                ],
+                lr.clone(),
+            ),
+            &OtlpConfig::default(),
+            &list,
+            0,
+        );
+        assert_eq!(
+            m.streams[0].labels,
+            r#"{k8s_container_name="c1", k8s_job_name="j1", service_name="j1"}"#
+        );
         let m = map_request(
             one_record(vec![kv("host.name", s("h"))], lr.clone()),
             &OtlpConfig::default(),
