@@ -823,12 +823,14 @@ attributes_config = [
             ("tenant_id", t),
         ])
     };
+    // severity_text is also an index label here, so at query time the
+    // metadata copy is `severity_text_extracted` (Loki's LabelsBuilder.Add).
     let md = map(&[
         ("not_secret_x", "kept"),
         ("os_type", "linux"),
         ("quiet", "2"),
         ("scope_name", "sc"),
-        ("severity_text", "INFO"),
+        ("severity_text_extracted", "INFO"),
         ("detected_level", "info"),
     ]);
     let want: Vec<Rec> = [(1, "a"), (2, "b"), (3, "a")]

@@ -186,11 +186,13 @@ impl Lbs {
         self.err.clear();
         self.err_details.clear();
         for (k, v) in metadata {
-            self.meta.set(k, v);
-            // Structured metadata shadows a stream label of the same name.
+            // As Loki's `LabelsBuilder.Add`: a metadata key that collides
+            // with a stream label is kept as `<key>_extracted`; the stream
+            // label stays.
             if self.base.get(k).is_some() {
-                self.modify_stream();
-                self.stream.remove(k);
+                self.meta.set(&format!("{k}_extracted"), v);
+            } else {
+                self.meta.set(k, v);
             }
         }
     }
@@ -893,15 +895,18 @@ mod tests {
         );
     }
 
+    /// Regression: metadata named like a stream label (OTLP's
+    /// `severity_text_as_label` stores both) removed the indexed label from
+    /// the categorized result. Loki keeps it and renames the metadata key.
     #[test]
-    fn metadata_shadows_stream_label() {
+    fn metadata_colliding_with_a_stream_label_is_extracted() {
         let p = pipeline(vec![]);
         let mut sp = p.for_stream(&labels(r#"{app="svc", env="prod"}"#));
         let m = md(&[("env", "dev")]);
         let (_, r) = sp.process(1, b"x", &m).unwrap();
-        assert_eq!(r.stream.to_string(), r#"{app="svc"}"#);
-        assert_eq!(r.structured_metadata.to_string(), r#"{env="dev"}"#);
-        assert_eq!(r.merged().to_string(), r#"{app="svc", env="dev"}"#);
+        assert_eq!(r.stream.to_string(), r#"{app="svc", env="prod"}"#);
+        assert_eq!(r.structured_metadata.to_string(), r#"{env_extracted="dev"}"#);
+        assert_eq!(r.merged().to_string(), r#"{app="svc", env="prod", env_extracted="dev"}"#);
     }
 
     #[test]
