@@ -146,6 +146,7 @@ pub struct FileStorage {
     pub flush_interval: Option<String>,
     pub wal_segment_size: Option<u64>,
     pub retention_period: Option<String>,
+    pub max_head_bytes: Option<usize>,
 }
 
 /// `[query]`: query limits.
@@ -268,6 +269,9 @@ impl Config {
             .or(st.flush_interval.as_deref())
         {
             storage.flush_interval = duration_key("flush_interval", v)?;
+        }
+        if let Some(v) = st.max_head_bytes {
+            storage.max_head_bytes = v;
         }
         if let Some(v) = st.wal_segment_size {
             storage.wal_segment_size = v.max(64 * 1024);

@@ -101,7 +101,15 @@ pub struct Engine {
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
     shutting_down: AtomicBool,
     flush_lock: Mutex<()>,
+    /// Encoded bytes of chunks cut since the last flush started. The
+    /// background thread flushes early once this passes
+    /// [`FLUSH_PENDING_BYTES`], so a fast ingest does not hold a whole
+    /// `flush_interval` of chunks in memory.
+    cut_pending_bytes: std::sync::atomic::AtomicU64,
 }
+
+/// Cut-but-unflushed chunk bytes that trigger a flush before the interval.
+const FLUSH_PENDING_BYTES: u64 = 32 << 20;
 
 fn corrupt_mem(e: impl std::fmt::Display) -> StorageError {
     StorageError::DataCorruption {
@@ -197,6 +205,7 @@ impl Engine {
             tenants: RwLock::new(tenants),
             shutting_down: AtomicBool::new(false),
             flush_lock: Mutex::new(()),
+            cut_pending_bytes: std::sync::atomic::AtomicU64::new(0),
         };
         let started = Instant::now();
         let mut records = 0u64;
@@ -369,10 +378,13 @@ impl Engine {
     fn cut_locked(&self, st: &mut StreamState) {
         let min_seg = st.head_min_seg;
         match st.head.cut(self.cfg.codec, self.cfg.block_size) {
-            Ok(Some(c)) => st.cut.push(CutChunk {
-                chunk: Arc::new(c),
-                min_seg,
-            }),
+            Ok(Some(c)) => {
+                self.cut_pending_bytes.fetch_add(c.data.len() as u64, Ordering::Relaxed);
+                st.cut.push(CutChunk {
+                    chunk: Arc::new(c),
+                    min_seg,
+                })
+            }
             Ok(None) => {}
             // Only reachable through a bug: the head's own blocks did not decode.
             Err(error) => tracing::error!(message = "Failed to cut head; entries lost.", %error),
@@ -858,6 +870,9 @@ impl Engine {
     /// `max_chunk_age` (all heads with `all`).
     pub fn cut_heads(&self, all: bool) {
         let now = Instant::now();
+        // Heads left uncut, with their uncompressed size, for the memory budget.
+        let mut open: Vec<(usize, Arc<Stream>)> = Vec::new();
+        let mut total = 0usize;
         for t in self.all_tenants() {
             for s in t.all_streams() {
                 let mut st = s.st.lock();
@@ -868,8 +883,37 @@ impl Engine {
                 let old = now.duration_since(st.head_opened) >= self.cfg.max_chunk_age;
                 if all || idle || old {
                     self.cut_locked(&mut st);
+                } else {
+                    total += st.head.raw_bytes;
+                    open.push((st.head.raw_bytes, s.clone()));
                 }
             }
+        }
+        // Over the head memory budget (many streams written at once): cut
+        // the largest heads into compressed chunks until a quarter under it.
+        let budget = self.cfg.max_head_bytes;
+        if budget > 0 && total > budget {
+            open.sort_by(|a, b| b.0.cmp(&a.0));
+            let target = budget - budget / 4;
+            let mut cut = 0usize;
+            for (_, s) in &open {
+                if total <= target {
+                    break;
+                }
+                let mut st = s.st.lock();
+                let size = st.head.raw_bytes;
+                if size > 0 {
+                    self.cut_locked(&mut st);
+                    total = total.saturating_sub(size);
+                    cut += 1;
+                }
+            }
+            tracing::debug!(
+                message = "Cut heads over the memory budget.",
+                heads = cut,
+                budget_bytes = budget,
+                pending_bytes = self.cut_pending_bytes.load(Ordering::Relaxed)
+            );
         }
     }
 
@@ -884,6 +928,8 @@ impl Engine {
             // the old segments can all go.
             self.wal.rotate()?;
         }
+        // Chunks cut from here on belong to the next flush.
+        self.cut_pending_bytes.store(0, Ordering::Relaxed);
         for t in self.all_tenants() {
             self.write_tenant_blocks(&t)?;
         }
@@ -1046,7 +1092,8 @@ impl Engine {
         if let Err(error) = self.wal.sync_if_dirty() {
             tracing::error!(message = "Failed to sync WAL.", %error);
         }
-        if last_flush.elapsed() >= self.cfg.flush_interval {
+        let pending = self.cut_pending_bytes.load(Ordering::Relaxed);
+        if last_flush.elapsed() >= self.cfg.flush_interval || pending >= FLUSH_PENDING_BYTES {
             *last_flush = Instant::now();
             if let Err(error) = self.flush(false) {
                 tracing::error!(message = "Failed to flush.", %error);
@@ -1061,7 +1108,9 @@ impl Engine {
     }
 
     pub fn tick_period(&self) -> Duration {
-        let mut p = self.cfg.flush_interval.min(Duration::from_secs(5));
+        // Often enough that the head memory budget and the early flush keep
+        // up with a fast ingest.
+        let mut p = self.cfg.flush_interval.min(Duration::from_secs(1));
         if let SyncPolicy::Interval(d) = self.cfg.sync {
             p = p.min(d);
         }

@@ -109,6 +109,9 @@ pub struct StorageConfig {
     pub wal_segment_size: u64,
     /// Delete blocks whose newest entry is older than this; `None` keeps all.
     pub retention_period: Option<std::time::Duration>,
+    /// Budget for the uncompressed bytes held in heads across all streams;
+    /// past it the largest heads are cut early. 0 disables the budget.
+    pub max_head_bytes: usize,
 }
 
 impl StorageConfig {
@@ -124,6 +127,7 @@ impl StorageConfig {
             flush_interval: std::time::Duration::from_secs(60),
             wal_segment_size: 128 * 1024 * 1024,
             retention_period: None,
+            max_head_bytes: 128 << 20,
         }
     }
 }
