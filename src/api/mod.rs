@@ -211,8 +211,8 @@ pub fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
     let store = Store::open(config.storage.clone())?;
     let ingester = Ingester::new(
         store.clone(),
-        crate::ingest::IngestLimits::default(),
-        crate::ingest::OtlpConfig::default(),
+        config.ingest.clone(),
+        config.otlp.clone(),
     );
     let limits = crate::logql::eval::QueryLimits {
         max_entries_limit_per_query: config.max_entries_limit_per_query,

@@ -1,0 +1,1302 @@
+//! LogQL log queries end to end through the real server: every pipeline
+//! stage (line filters, parsers, label filters, formatting, drop/keep,
+//! decolorize, structured metadata), ordering in both directions, `limit`
+//! across streams, `interval`, start-inclusive/end-exclusive bounds, plain
+//! vs categorized encoding, identical answers from the head, flushed chunks
+//! and after a restart, and Loki's error texts. Every expected result is
+//! computed here from the pushed data (loghub samples, demo JSON records and
+//! a few hand-written lines), never copied from the server.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use common::Server;
+use miniloki::demo::{self, DemoRecord};
+
+type L = BTreeMap<String, String>;
+/// One result stream: labels and (ts, line) values in response order.
+type Stream = (L, Vec<(i64, String)>);
+
+/// One pushed entry.
+#[derive(Clone, Debug)]
+struct Row {
+    labels: L,
+    ts: i64,
+    line: String,
+    md: Vec<(String, String)>,
+}
+
+struct Fx {
+    base: i64,
+    rows: Vec<Row>,
+}
+
+const LOGHUB: [(&str, &str); 3] = [
+    ("apache", "Apache_2k.log"),
+    ("hdfs", "HDFS_2k.log"),
+    ("openssh", "OpenSSH_2k.log"),
+];
+const PER_SYSTEM: usize = 300;
+const MS: i64 = 1_000_000;
+
+/// Hand-written lines of `{job="mixed"}`; the tests below work out what
+/// each stage makes of them.
+const MIXED: [&str; 8] = [
+    r#"level=info msg="hello world" dur=1.5s size=2KB"#,
+    r#"level=error msg=boom code=500 flag"#,
+    r#"level=warn msg="a=b" empty= user=bob size=512B"#,
+    r#"{"a":{"b":{"c":"deep"}},"arr":[1,{"x":"y"}],"n":3,"s":"str","obj":{"k":"v"},"dotted.key":"d","1st":"one"}"#,
+    "\u{1b}[31mred\u{1b}[0m alert \u{1b}[1;32mgreen\u{1b}[0m",
+    r#"{"_entry":"unpacked line","pod":"p1","job":"inner"}"#,
+    "plain text, not json",
+    r#"{"level":"debug","nested":{"list":[1,2],"t":true}}"#,
+];
+
+fn lbl(pairs: &[(&str, &str)]) -> L {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn loghub_lines(file: &str) -> Vec<String> {
+    let path = format!("{}/testdata/loghub/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("read loghub sample");
+    text.lines()
+        .take(PER_SYSTEM)
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .collect()
+}
+
+/// All rows of the fixture; timestamps are distinct across every stream.
+fn fixture_rows(base: i64) -> (Vec<Row>, Vec<DemoRecord>) {
+    let mut rows = vec![];
+    for (k, (system, file)) in LOGHUB.iter().enumerate() {
+        for (i, line) in loghub_lines(file).into_iter().enumerate() {
+            rows.push(Row {
+                labels: lbl(&[("job", "loghub"), ("system", system)]),
+                ts: base + i as i64 * MS + k as i64 * 1000,
+                line,
+                md: vec![],
+            });
+        }
+    }
+    let shop = demo::generate(11, 400, base + 500, MS);
+    for r in &shop {
+        rows.push(Row {
+            labels: lbl(&[("job", "shop"), ("service", r.service)]),
+            ts: r.ts,
+            line: r.line.clone(),
+            md: vec![],
+        });
+    }
+    for (i, line) in MIXED.iter().enumerate() {
+        rows.push(Row {
+            labels: lbl(&[("job", "mixed")]),
+            ts: base + 700 + i as i64 * MS,
+            line: line.to_string(),
+            md: vec![],
+        });
+    }
+    for i in 0..30i64 {
+        rows.push(Row {
+            labels: lbl(&[("job", "meta")]),
+            ts: base + 900 + i * MS,
+            line: format!("request id={i} status={}", 200 + (i % 4) * 100),
+            md: vec![
+                ("user".to_string(), format!("u{}", i % 3)),
+                ("pod".to_string(), format!("p{}", i % 2)),
+            ],
+        });
+    }
+    (rows, shop)
+}
+
+fn label_string(l: &L) -> String {
+    let parts: Vec<String> = l
+        .iter()
+        .map(|(k, v)| {
+            let mut q = String::new();
+            for c in v.chars() {
+                match c {
+                    '"' => q.push_str("\\\""),
+                    '\\' => q.push_str("\\\\"),
+                    '\n' => q.push_str("\\n"),
+                    c => q.push(c),
+                }
+            }
+            format!("{k}=\"{q}\"")
+        })
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+fn push_rows(s: &Server, rows: &[Row]) {
+    let mut by_stream: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
+    for r in rows {
+        by_stream
+            .entry(label_string(&r.labels))
+            .or_default()
+            .push(r);
+    }
+    let streams: Vec<common::ProtoStream> = by_stream
+        .iter()
+        .map(|(ls, rs)| {
+            let entries = rs
+                .iter()
+                .map(|r| {
+                    (
+                        r.ts,
+                        r.line.as_str(),
+                        r.md.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+                    )
+                })
+                .collect();
+            (ls.as_str(), entries)
+        })
+        .collect();
+    let r = s.push_proto(&streams);
+    assert_eq!(r.status, 204, "push: {}", r.body);
+}
+
+fn start_server() -> Server {
+    Server::start_with(&["--discover-log-levels=false", "--discover-service-name="])
+}
+
+fn setup() -> (Server, Fx) {
+    let s = start_server();
+    // Whole seconds, an hour ago: inside every ingestion window.
+    let base = (common::now_ns() / 1_000_000_000 - 3600) * 1_000_000_000;
+    let (rows, _) = fixture_rows(base);
+    push_rows(&s, &rows);
+    (s, Fx { base, rows })
+}
+
+/// Loki's answer shape: the first `limit` entries overall in `direction`
+/// order, grouped by label set, streams sorted by their label string.
+fn expect(mut entries: Vec<(L, i64, String)>, limit: usize, forward: bool) -> Vec<Stream> {
+    entries.sort_by_key(|e| e.1);
+    if !forward {
+        entries.reverse();
+    }
+    entries.truncate(limit);
+    let mut groups: BTreeMap<String, Stream> = BTreeMap::new();
+    for (l, ts, line) in entries {
+        groups
+            .entry(label_string(&l))
+            .or_insert_with(|| (l, vec![]))
+            .1
+            .push((ts, line));
+    }
+    groups.into_values().collect()
+}
+
+fn parse_streams(v: &serde_json::Value) -> Vec<Stream> {
+    assert_eq!(v["data"]["resultType"], "streams", "{v}");
+    v["data"]["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|s| {
+            let labels = s["stream"]
+                .as_object()
+                .expect("stream labels")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().expect("label value").to_string()))
+                .collect();
+            let values = s["values"]
+                .as_array()
+                .expect("values")
+                .iter()
+                .map(|e| {
+                    assert_eq!(e.as_array().map(Vec::len), Some(2), "plain encoding: {e}");
+                    (
+                        e[0].as_str().unwrap().parse().unwrap(),
+                        e[1].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            (labels, values)
+        })
+        .collect()
+}
+
+impl Fx {
+    fn range(&self) -> (String, String) {
+        (
+            (self.base - 1).to_string(),
+            (self.base + 10_000 * MS).to_string(),
+        )
+    }
+
+    fn query(&self, s: &Server, q: &str, limit: usize, forward: bool) -> Vec<Stream> {
+        let (start, end) = self.range();
+        let limit = limit.to_string();
+        let dir = if forward { "forward" } else { "backward" };
+        parse_streams(&s.query_range(
+            q,
+            &[
+                ("start", &start),
+                ("end", &end),
+                ("limit", &limit),
+                ("direction", dir),
+            ],
+        ))
+    }
+
+    fn rows_of(&self, key: &str, value: &str) -> Vec<&Row> {
+        self.rows
+            .iter()
+            .filter(|r| r.labels.get(key).map(String::as_str) == Some(value))
+            .collect()
+    }
+
+    /// Checks `q` in both directions, with a limit that takes everything
+    /// and with `small` (to see which entries the cut keeps).
+    fn check(&self, s: &Server, q: &str, want: Vec<(L, i64, String)>, small: usize) {
+        assert!(!want.is_empty(), "{q}: empty expectation proves little");
+        for forward in [true, false] {
+            for limit in [5000, small] {
+                let got = self.query(s, q, limit, forward);
+                let exp = expect(want.clone(), limit, forward);
+                if got != exp {
+                    let n = got.len().min(exp.len());
+                    let first = (0..n).find(|&i| got[i] != exp[i]);
+                    panic!(
+                        "{q} (forward={forward}, limit={limit}): {} streams, want {}; first diff at {first:?}:\n got  {:?}\n want {:?}",
+                        got.len(),
+                        exp.len(),
+                        first.map(|i| &got[i]),
+                        first.map(|i| &exp[i]),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Rows passing `keep`, with their own labels.
+fn plain(rows: &[&Row], keep: impl Fn(&str) -> bool) -> Vec<(L, i64, String)> {
+    rows.iter()
+        .filter(|r| keep(&r.line))
+        .map(|r| (r.labels.clone(), r.ts, r.line.clone()))
+        .collect()
+}
+
+/// Test-side pattern matcher (`<name>` captures, `<_>` skips): literals are
+/// found left to right; a capture ending the pattern takes the rest; a
+/// literal that is not found makes the capture before it take the rest and
+/// ends matching. Returns the named captures and whether every literal was
+/// found.
+fn pattern_captures(pattern: &str, line: &str) -> (Vec<(String, String)>, bool) {
+    // Split into alternating literal / capture parts.
+    let mut parts: Vec<(bool, String)> = vec![]; // (is_capture, text)
+    let mut rest = pattern;
+    while let Some(i) = rest.find('<') {
+        let j = rest[i..].find('>').unwrap() + i;
+        if i > 0 {
+            parts.push((false, rest[..i].to_string()));
+        }
+        parts.push((true, rest[i + 1..j].to_string()));
+        rest = &rest[j + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push((false, rest.to_string()));
+    }
+    let mut input = line;
+    let mut out = vec![];
+    let mut k = 0;
+    if let Some((false, lit)) = parts.first() {
+        if !input.starts_with(lit.as_str()) {
+            return (out, false);
+        }
+        input = &input[lit.len()..];
+        k = 1;
+    }
+    while k < parts.len() {
+        let name = &parts[k].1;
+        if k + 1 == parts.len() {
+            if name != "_" {
+                out.push((name.clone(), input.to_string()));
+            }
+            return (out, true);
+        }
+        let lit = &parts[k + 1].1;
+        match input.find(lit.as_str()) {
+            None => {
+                if name != "_" {
+                    out.push((name.clone(), input.to_string()));
+                }
+                return (out, false);
+            }
+            Some(i) => {
+                if name != "_" {
+                    out.push((name.clone(), input[..i].to_string()));
+                }
+                input = &input[i + lit.len()..];
+            }
+        }
+        k += 2;
+    }
+    (out, true)
+}
+
+/// Every IPv4 address written in `line`.
+fn ipv4s(line: &str) -> Vec<Ipv4Addr> {
+    let re = regex::Regex::new(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}").unwrap();
+    re.find_iter(line)
+        .filter_map(|m| m.as_str().parse().ok())
+        .collect()
+}
+
+fn in_cidr(ip: Ipv4Addr, net: Ipv4Addr, bits: u32) -> bool {
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+/// Flattens a JSON object the way `| json` does: nested keys joined by `_`,
+/// arrays skipped, key characters outside `[A-Za-z0-9_]` replaced by `_`,
+/// a leading digit prefixed with `_`.
+fn json_flatten(v: &serde_json::Value, prefix: &str, out: &mut Vec<(String, String)>) {
+    let Some(obj) = v.as_object() else { return };
+    for (k, v) in obj {
+        let mut key: String = k
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        if prefix.is_empty() && key.starts_with(|c: char| c.is_ascii_digit()) {
+            key.insert(0, '_');
+        }
+        let key = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}_{key}")
+        };
+        match v {
+            serde_json::Value::Object(_) => json_flatten(v, &key, out),
+            serde_json::Value::Array(_) | serde_json::Value::Null => {}
+            serde_json::Value::String(s) => out.push((key, s.clone())),
+            other => out.push((key, other.to_string())),
+        }
+    }
+}
+
+/// Adds parsed labels to `base`, renaming a key that collides with an
+/// existing label to `<key>_extracted`.
+fn with_parsed(base: &L, parsed: Vec<(String, String)>) -> L {
+    let mut l = base.clone();
+    for (k, v) in parsed {
+        let k = if base.contains_key(&k) {
+            format!("{k}_extracted")
+        } else {
+            k
+        };
+        l.entry(k).or_insert(v);
+    }
+    l
+}
+
+fn shop_rows(fx: &Fx) -> Vec<(Row, serde_json::Value)> {
+    fx.rows_of("job", "shop")
+        .into_iter()
+        .map(|r| (r.clone(), serde_json::from_str(&r.line).unwrap()))
+        .collect()
+}
+
+fn shop_parsed(r: &Row, v: &serde_json::Value) -> L {
+    let mut p = vec![];
+    json_flatten(v, "", &mut p);
+    with_parsed(&r.labels, p)
+}
+
+#[test]
+fn line_filters_match_a_scan_of_the_pushed_lines() {
+    let (s, fx) = setup();
+    let hub = fx.rows_of("job", "loghub");
+    let contains = |w: &'static str| move |l: &str| l.contains(w);
+    fx.check(
+        &s,
+        r#"{job="loghub"} |= "error""#,
+        plain(&hub, contains("error")),
+        7,
+    );
+    fx.check(
+        &s,
+        r#"{job="loghub"} != "error""#,
+        plain(&hub, |l| !l.contains("error")),
+        30,
+    );
+    fx.check(
+        &s,
+        r#"{job="loghub"} |~ "(?i)ERROR""#,
+        plain(&hub, |l| l.to_ascii_lowercase().contains("error")),
+        10,
+    );
+    // The regex is not anchored: "sshd\[2420\d\]" matches mid-line.
+    let re = regex::Regex::new(r"sshd\[2420\d\]").unwrap();
+    fx.check(
+        &s,
+        r#"{job="loghub"} !~ `sshd\[2420\d\]`"#,
+        plain(&hub, |l| !re.is_match(l)),
+        10,
+    );
+    fx.check(
+        &s,
+        r#"{job="loghub"} |~ `sshd\[2420\d\]`"#,
+        plain(&hub, |l| re.is_match(l)),
+        3,
+    );
+    // Or-chains: `|=` keeps lines with any operand, `!=` lines with none.
+    fx.check(
+        &s,
+        r#"{job="loghub"} |= "Failed" or "Invalid""#,
+        plain(&hub, |l| l.contains("Failed") || l.contains("Invalid")),
+        9,
+    );
+    fx.check(
+        &s,
+        r#"{job="loghub"} != "Failed" or "Invalid""#,
+        plain(&hub, |l| !l.contains("Failed") && !l.contains("Invalid")),
+        9,
+    );
+    // Chained filters are ANDed.
+    let user_re = regex::Regex::new("user (admin|test)").unwrap();
+    fx.check(
+        &s,
+        r#"{job="loghub"} |= "sshd" != "preauth" |~ "user (admin|test)""#,
+        plain(&hub, |l| {
+            l.contains("sshd") && !l.contains("preauth") && user_re.is_match(l)
+        }),
+        4,
+    );
+    // Pattern line filters.
+    let pat = "<_> Failed password for <_> from <_> port <_>";
+    fx.check(
+        &s,
+        &format!(r#"{{job="loghub"}} |> "{pat}""#),
+        plain(&hub, |l| pattern_captures(pat, l).1),
+        6,
+    );
+    fx.check(
+        &s,
+        &format!(r#"{{job="loghub"}} !> "{pat}""#),
+        plain(&hub, |l| !pattern_captures(pat, l).1),
+        6,
+    );
+    // ip() line filters, alone and in an or-chain.
+    let net: Ipv4Addr = "173.234.31.0".parse().unwrap();
+    fx.check(
+        &s,
+        r#"{job="loghub"} |= ip("173.234.31.0/24")"#,
+        plain(&hub, |l| {
+            ipv4s(l).into_iter().any(|ip| in_cidr(ip, net, 24))
+        }),
+        4,
+    );
+    let one: Ipv4Addr = "5.188.10.180".parse().unwrap();
+    fx.check(
+        &s,
+        r#"{job="loghub"} |= "Invalid user" or ip("5.188.10.180")"#,
+        plain(&hub, |l| {
+            l.contains("Invalid user") || ipv4s(l).contains(&one)
+        }),
+        8,
+    );
+    fx.check(
+        &s,
+        r#"{job="loghub"} != ip("10.250.0.0-10.251.255.255")"#,
+        plain(&hub, |l| {
+            !ipv4s(l)
+                .into_iter()
+                .any(|ip| (u32::from(ip) >> 16) == 0x0AFA || (u32::from(ip) >> 16) == 0x0AFB)
+        }),
+        8,
+    );
+}
+
+#[test]
+fn json_parser_and_label_filters() {
+    let (s, fx) = setup();
+    let shop = shop_rows(&fx);
+    let sel = |keep: &dyn Fn(&serde_json::Value) -> bool| -> Vec<(L, i64, String)> {
+        shop.iter()
+            .filter(|(_, v)| keep(v))
+            .map(|(r, v)| (shop_parsed(r, v), r.ts, r.line.clone()))
+            .collect()
+    };
+    let level = |v: &serde_json::Value| v["level"].as_str().unwrap().to_string();
+    let dur = |v: &serde_json::Value| v["duration_ms"].as_u64().unwrap();
+    let event = |v: &serde_json::Value| v["event"].as_str().unwrap().to_string();
+
+    // All fields; `service` collides with the stream label and becomes
+    // `service_extracted`.
+    fx.check(&s, r#"{job="shop"} | json"#, sel(&|_| true), 25);
+    fx.check(
+        &s,
+        r#"{job="shop"} | json | level="error""#,
+        sel(&|v| level(v) == "error"),
+        5,
+    );
+    fx.check(
+        &s,
+        r#"{job="shop"} | json | duration_ms > 500"#,
+        sel(&|v| dur(v) > 500),
+        5,
+    );
+    // `and` binds tighter than `or`.
+    fx.check(
+        &s,
+        r#"{job="shop"} | json | duration_ms >= 100 and level!="info" or event="email_bounced""#,
+        sel(&|v| (dur(v) >= 100 && level(v) != "info") || event(v) == "email_bounced"),
+        5,
+    );
+    fx.check(
+        &s,
+        r#"{job="shop"} | json | (level="warn" or level="error"), duration_ms < 20"#,
+        sel(&|v| (level(v) == "warn" || level(v) == "error") && dur(v) < 20),
+        5,
+    );
+    // Regex label matchers are anchored.
+    fx.check(
+        &s,
+        r#"{job="shop"} | json | event=~"payment_.*" | event!~".*_declined""#,
+        sel(&|v| event(v).starts_with("payment_") && !event(v).ends_with("_declined")),
+        5,
+    );
+    let r = s.query_range(
+        r#"{job="shop"} | json | event=~"payment""#,
+        &[("start", &fx.range().0), ("end", &fx.range().1)],
+    );
+    assert!(parse_streams(&r).is_empty(), "anchored regex: {r}");
+    // Duration filter on a label built by a template.
+    fx.check(
+        &s,
+        r#"{job="shop"} | json | label_format d="{{.duration_ms}}ms" | d > 1s"#,
+        shop.iter()
+            .filter(|(_, v)| dur(v) > 1000)
+            .map(|(r, v)| {
+                let mut l = shop_parsed(r, v);
+                l.insert("d".into(), format!("{}ms", dur(v)));
+                (l, r.ts, r.line.clone())
+            })
+            .collect(),
+        4,
+    );
+    // A numeric filter on a non-number keeps the line with LabelFilterErr.
+    fx.check(
+        &s,
+        r#"{service="order"} | json | event > 5 | __error__="LabelFilterErr" | drop __error_details__"#,
+        shop.iter()
+            .filter(|(r, _)| r.labels["service"] == "order")
+            .map(|(r, v)| {
+                let mut l = shop_parsed(r, v);
+                l.insert("__error__".into(), "LabelFilterErr".into());
+                (l, r.ts, r.line.clone())
+            })
+            .collect(),
+        5,
+    );
+
+    // Nested flattening, arrays skipped, keys sanitised.
+    let mixed = fx.rows_of("job", "mixed");
+    let nested = mixed[3];
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "deep" | json"#,
+        vec![(
+            lbl(&[
+                ("job", "mixed"),
+                ("a_b_c", "deep"),
+                ("n", "3"),
+                ("s", "str"),
+                ("obj_k", "v"),
+                ("dotted_key", "d"),
+                ("_1st", "one"),
+            ]),
+            nested.ts,
+            nested.line.clone(),
+        )],
+        1,
+    );
+    // Parameters with paths: an object is kept as JSON text, a missing
+    // path gives an empty value.
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "deep" | json deep="a.b.c", second="arr[1].x", first="arr[0]", o="obj", k=`obj["k"]`, missing="nope" | missing="" | drop missing"#,
+        vec![(
+            lbl(&[
+                ("job", "mixed"),
+                ("deep", "deep"),
+                ("second", "y"),
+                ("first", "1"),
+                ("o", r#"{"k":"v"}"#),
+                ("k", "v"),
+            ]),
+            nested.ts,
+            nested.line.clone(),
+        )],
+        1,
+    );
+    // Non-JSON lines get JSONParserErr; `__error__=""` keeps the others.
+    let is_json = |l: &str| l.starts_with('{');
+    let errs: Vec<(L, i64, String)> = mixed
+        .iter()
+        .filter(|r| !is_json(&r.line))
+        .map(|r| {
+            (
+                lbl(&[("job", "mixed"), ("__error__", "JSONParserErr")]),
+                r.ts,
+                r.line.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(errs.len(), 5);
+    fx.check(
+        &s,
+        r#"{job="mixed"} | json | __error__="JSONParserErr" | drop __error_details__"#,
+        errs,
+        2,
+    );
+    let got = fx.query(&s, r#"{job="mixed"} | json | __error__!="""#, 100, true);
+    assert_eq!(got.iter().map(|s| s.1.len()).sum::<usize>(), 5);
+    for (l, _) in &got {
+        assert!(!l["__error_details__"].is_empty(), "{l:?}");
+    }
+    let ok: Vec<(L, i64, String)> = mixed
+        .iter()
+        .filter(|r| is_json(&r.line))
+        .map(|r| {
+            let mut p = vec![];
+            json_flatten(&serde_json::from_str(&r.line).unwrap(), "", &mut p);
+            (with_parsed(&r.labels, p), r.ts, r.line.clone())
+        })
+        .collect();
+    assert_eq!(ok.len(), 3);
+    // The `_entry` line: its `job` collides with the stream label.
+    assert!(ok
+        .iter()
+        .any(|(l, _, _)| l.get("job_extracted").map(String::as_str) == Some("inner")));
+    fx.check(&s, r#"{job="mixed"} | json | __error__="""#, ok, 2);
+}
+
+#[test]
+fn logfmt_regexp_pattern_unpack() {
+    let (s, fx) = setup();
+    let mixed = fx.rows_of("job", "mixed");
+    let ts = |i: usize| mixed[i].ts;
+    let line = |i: usize| mixed[i].line.clone();
+    // logfmt, worked out by hand: standalone keys and empty values are
+    // dropped unless --keep-empty.
+    let l0 = lbl(&[
+        ("job", "mixed"),
+        ("level", "info"),
+        ("msg", "hello world"),
+        ("dur", "1.5s"),
+        ("size", "2KB"),
+    ]);
+    let l1 = lbl(&[
+        ("job", "mixed"),
+        ("level", "error"),
+        ("msg", "boom"),
+        ("code", "500"),
+    ]);
+    let l2 = lbl(&[
+        ("job", "mixed"),
+        ("level", "warn"),
+        ("msg", "a=b"),
+        ("user", "bob"),
+        ("size", "512B"),
+    ]);
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "level=" | logfmt"#,
+        vec![
+            (l0.clone(), ts(0), line(0)),
+            (l1.clone(), ts(1), line(1)),
+            (l2.clone(), ts(2), line(2)),
+        ],
+        2,
+    );
+    let mut k1 = l1.clone();
+    k1.insert("flag".into(), String::new());
+    let mut k2 = l2.clone();
+    k2.insert("empty".into(), String::new());
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "level=" | logfmt --keep-empty"#,
+        vec![
+            (l0.clone(), ts(0), line(0)),
+            (k1, ts(1), line(1)),
+            (k2, ts(2), line(2)),
+        ],
+        2,
+    );
+    // Bytes and duration label filters on logfmt values.
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "level=" | logfmt | size > 1KB"#,
+        vec![(l0.clone(), ts(0), line(0))],
+        1,
+    );
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "level=" | logfmt | dur >= 1500ms"#,
+        vec![(l0.clone(), ts(0), line(0))],
+        1,
+    );
+    // Selected keys only, renamed.
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "level=" | logfmt lvl="level", msg"#,
+        vec![
+            (
+                lbl(&[("job", "mixed"), ("lvl", "info"), ("msg", "hello world")]),
+                ts(0),
+                line(0),
+            ),
+            (
+                lbl(&[("job", "mixed"), ("lvl", "error"), ("msg", "boom")]),
+                ts(1),
+                line(1),
+            ),
+            (
+                lbl(&[("job", "mixed"), ("lvl", "warn"), ("msg", "a=b")]),
+                ts(2),
+                line(2),
+            ),
+        ],
+        2,
+    );
+    // --strict: a quote inside a key is malformed, so the JSON line fails;
+    // a well-formed line parses as without the flag.
+    let nested = mixed[3];
+    let e = lbl(&[("job", "mixed"), ("__error__", "LogfmtParserErr")]);
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "deep" | logfmt --strict | __error__="LogfmtParserErr" | drop __error_details__"#,
+        vec![(e, nested.ts, nested.line.clone())],
+        1,
+    );
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "hello" | logfmt --strict"#,
+        vec![(l0.clone(), ts(0), line(0))],
+        1,
+    );
+
+    // regexp on Apache: two severities, two streams.
+    let apache = fx.rows_of("system", "apache");
+    let re =
+        regex::Regex::new(r"^\[(?P<date>[^\]]+)\] \[(?P<severity>\w+)\] (?P<msg>.*)$").unwrap();
+    let want: Vec<(L, i64, String)> = apache
+        .iter()
+        .filter_map(|r| {
+            let c = re.captures(&r.line)?;
+            let mut l = r.labels.clone();
+            l.insert("severity".into(), c["severity"].to_string());
+            Some((l, r.ts, r.line.clone()))
+        })
+        .collect();
+    assert_eq!(want.len(), PER_SYSTEM);
+    let sevs: std::collections::BTreeSet<&str> =
+        want.iter().map(|w| w.0["severity"].as_str()).collect();
+    assert_eq!(sevs.len(), 2, "{sevs:?}");
+    fx.check(
+        &s,
+        r#"{system="apache"} | regexp `^\[(?P<date>[^\]]+)\] \[(?P<severity>\w+)\] (?P<msg>.*)$` | drop date, msg"#,
+        want,
+        20,
+    );
+
+    // pattern on OpenSSH, then an ip() label filter on the captured address.
+    let pat = "<_> sshd[<pid>]: Failed password for <user> from <ip> port <port> ssh2";
+    let ssh = fx.rows_of("system", "openssh");
+    let net: Ipv4Addr = "5.188.10.0".parse().unwrap();
+    let mut all = vec![];
+    let mut in_net = vec![];
+    for r in ssh.iter().filter(|r| r.line.contains("Failed password")) {
+        let (caps, _) = pattern_captures(pat, &r.line);
+        let mut l = r.labels.clone();
+        for (k, v) in &caps {
+            l.insert(k.clone(), v.clone());
+        }
+        let ip: Option<Ipv4Addr> = l.get("ip").and_then(|v| v.parse().ok());
+        if ip.is_some_and(|ip| in_cidr(ip, net, 24)) {
+            in_net.push((l.clone(), r.ts, r.line.clone()));
+        }
+        all.push((l, r.ts, r.line.clone()));
+    }
+    assert!(all.len() > 20 && !in_net.is_empty() && in_net.len() < all.len());
+    fx.check(
+        &s,
+        &format!(r#"{{system="openssh"}} |= "Failed password" | pattern "{pat}""#),
+        all,
+        10,
+    );
+    fx.check(
+        &s,
+        &format!(r#"{{system="openssh"}} |= "Failed password" | pattern "{pat}" | ip = ip("5.188.10.0/24")"#),
+        in_net,
+        10,
+    );
+
+    // unpack: `_entry` becomes the line, the rest labels; `job` collides.
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "_entry" | unpack"#,
+        vec![(
+            lbl(&[("job", "mixed"), ("pod", "p1"), ("job_extracted", "inner")]),
+            ts(5),
+            "unpacked line".to_string(),
+        )],
+        1,
+    );
+}
+
+#[test]
+fn formatting_and_label_shaping_stages() {
+    let (s, fx) = setup();
+    let shop = shop_rows(&fx);
+    let pay: Vec<&(Row, serde_json::Value)> = shop
+        .iter()
+        .filter(|(r, _)| r.labels["service"] == "payment")
+        .collect();
+    let st = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+
+    // line_format with a pipe into ToUpper; keep narrows the labels.
+    fx.check(
+        &s,
+        r#"{service="payment"} | json | line_format "{{.level | ToUpper}} {{.event}} took {{.duration_ms}}ms" | keep service"#,
+        pay.iter()
+            .map(|(r, v)| {
+                (
+                    lbl(&[("service", "payment")]),
+                    r.ts,
+                    format!(
+                        "{} {} took {}ms",
+                        st(v, "level").to_uppercase(),
+                        st(v, "event"),
+                        v["duration_ms"]
+                    ),
+                )
+            })
+            .collect(),
+        7,
+    );
+    // __line__ inside line_format.
+    fx.check(
+        &s,
+        r#"{service="payment"} | json | line_format "[{{.level}}] {{__line__}}" | keep job"#,
+        pay.iter()
+            .map(|(r, v)| {
+                (
+                    lbl(&[("job", "shop")]),
+                    r.ts,
+                    format!("[{}] {}", st(v, "level"), r.line),
+                )
+            })
+            .collect(),
+        7,
+    );
+    // label_format rename drops the source; template functions.
+    fx.check(
+        &s,
+        r#"{service="payment"} | json | label_format lvl=level | label_format who=`{{printf "%s/%s" .service_extracted .lvl}}`, err=`{{ .error | default "none" }}`, short=`{{ regexReplaceAll "_.*" .event "" }}` | keep lvl, level, who, err, short"#,
+        pay.iter()
+            .map(|(r, v)| {
+                let err = if v["error"].is_string() { st(v, "error") } else { "none".into() };
+                let ev = st(v, "event");
+                let short = ev.split('_').next().unwrap().to_string();
+                let l = lbl(&[
+                    ("lvl", &st(v, "level")),
+                    ("who", &format!("payment/{}", st(v, "level"))),
+                    ("err", &err),
+                    ("short", &short),
+                ]);
+                (l, r.ts, r.line.clone())
+            })
+            .collect(),
+        7,
+    );
+    // drop: plain names and conditional forms.
+    fx.check(
+        &s,
+        r#"{job="shop"} | json | drop trace_id, span_id, timestamp, order_id, duration_ms, error, level="info", event=~"stock_.*""#,
+        shop.iter()
+            .map(|(r, v)| {
+                let mut l = shop_parsed(r, v);
+                for k in ["trace_id", "span_id", "timestamp", "order_id", "duration_ms", "error"] {
+                    l.remove(k);
+                }
+                if l["level"] == "info" {
+                    l.remove("level");
+                }
+                if l["event"].starts_with("stock_") {
+                    l.remove("event");
+                }
+                (l, r.ts, r.line.clone())
+            })
+            .collect(),
+        30,
+    );
+    // keep with a value condition: level kept only where it is "error".
+    fx.check(
+        &s,
+        r#"{job="shop"} | json | keep service, level="error""#,
+        shop.iter()
+            .map(|(r, v)| {
+                let mut l = lbl(&[("service", &r.labels["service"])]);
+                if st(v, "level") == "error" {
+                    l.insert("level".into(), "error".into());
+                }
+                (l, r.ts, r.line.clone())
+            })
+            .collect(),
+        30,
+    );
+    // decolorize strips the ANSI escapes.
+    let red = fx.rows_of("job", "mixed")[4];
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "alert" | decolorize"#,
+        vec![(red.labels.clone(), red.ts, "red alert green".to_string())],
+        1,
+    );
+}
+
+#[test]
+fn structured_metadata_filters_and_encodings() {
+    let (s, fx) = setup();
+    let meta = fx.rows_of("job", "meta");
+    let md = |r: &Row, k: &str| {
+        r.md.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let with_md = |r: &Row| {
+        let mut l = r.labels.clone();
+        for (k, v) in &r.md {
+            l.insert(k.clone(), v.clone());
+        }
+        l
+    };
+    // Label filters on structured metadata need no parser.
+    fx.check(
+        &s,
+        r#"{job="meta"} | user="u1""#,
+        meta.iter()
+            .filter(|r| md(r, "user") == "u1")
+            .map(|r| (with_md(r), r.ts, r.line.clone()))
+            .collect(),
+        3,
+    );
+    fx.check(
+        &s,
+        r#"{job="meta"} | user="u1" or pod="p0""#,
+        meta.iter()
+            .filter(|r| md(r, "user") == "u1" || md(r, "pod") == "p0")
+            .map(|r| (with_md(r), r.ts, r.line.clone()))
+            .collect(),
+        3,
+    );
+    // A parsed key that collides with a metadata key gets `_extracted`.
+    let want: Vec<(L, i64, String)> = meta
+        .iter()
+        .filter(|r| md(r, "pod") == "p1")
+        .map(|r| {
+            let id = r
+                .line
+                .split("id=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            let status = r.line.rsplit("status=").next().unwrap();
+            let mut l = with_md(r);
+            l.insert("id".into(), id.into());
+            l.insert("status".into(), status.into());
+            (l, r.ts, r.line.clone())
+        })
+        .collect();
+    fx.check(&s, r#"{job="meta"} | pod="p1" | logfmt"#, want.clone(), 4);
+    fx.check(
+        &s,
+        r#"{job="meta"} | pod="p1" | label_format user=`x{{.user}}` | line_format "user={{.user}}" | logfmt | user_extracted=~"xu.""#,
+        want.iter()
+            .map(|(l, ts, _)| {
+                let mut l = l.clone();
+                l.remove("id");
+                l.remove("status");
+                let u = format!("x{}", l["user"]);
+                l.insert("user".into(), u.clone());
+                l.insert("user_extracted".into(), u.clone());
+                (l, *ts, format!("user={u}"))
+            })
+            .collect(),
+        4,
+    );
+
+    // Categorized encoding: stream labels only, metadata and parsed apart.
+    let (start, end) = fx.range();
+    let r = s.get_h(
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{job="meta"} | user="u2" | logfmt"#),
+            ("start", &start),
+            ("end", &end),
+            ("direction", "forward"),
+        ],
+        &[("X-Loki-Response-Encoding-Flags", "categorize-labels")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(
+        v["data"]["encodingFlags"],
+        serde_json::json!(["categorize-labels"])
+    );
+    let result = v["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 1, "{v}");
+    assert_eq!(result[0]["stream"], serde_json::json!({"job": "meta"}));
+    let exp: Vec<&&Row> = meta.iter().filter(|r| md(r, "user") == "u2").collect();
+    let vals = result[0]["values"].as_array().unwrap();
+    assert_eq!(vals.len(), exp.len());
+    for (e, r) in vals.iter().zip(&exp) {
+        let id = r
+            .line
+            .split("id=")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        let status = r.line.rsplit("status=").next().unwrap();
+        assert_eq!(
+            e,
+            &serde_json::json!([r.ts.to_string(), r.line, {
+                "structuredMetadata": {"user": "u2", "pod": md(r, "pod")},
+                "parsed": {"id": id, "status": status},
+            }])
+        );
+    }
+    // Without metadata or parsed labels the third element is `{}`.
+    let r = s.get_h(
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{system="apache"} |= "error""#),
+            ("start", &start),
+            ("end", &end),
+            ("limit", "3"),
+        ],
+        &[("X-Loki-Response-Encoding-Flags", "categorize-labels")],
+    );
+    let v = r.json();
+    let vals = v["data"]["result"][0]["values"].as_array().unwrap().clone();
+    assert_eq!(vals.len(), 3);
+    for e in vals {
+        assert_eq!(e[2], serde_json::json!({}), "{e}");
+    }
+    // Plain encoding has no encodingFlags key at all.
+    let v = s.query_range(r#"{job="meta"}"#, &[("start", &start), ("end", &end)]);
+    assert!(v["data"].get("encodingFlags").is_none(), "{v}");
+}
+
+#[test]
+fn limit_direction_interval_and_bounds() {
+    let (s, fx) = setup();
+    let hub = fx.rows_of("job", "loghub");
+    // The first N overall by time, across streams, both directions.
+    fx.check(&s, r#"{job="loghub"}"#, plain(&hub, |_| true), 50);
+    let hub_mixed: Vec<&Row> = fx
+        .rows
+        .iter()
+        .filter(|r| r.labels["job"] == "loghub" || r.labels["job"] == "mixed")
+        .collect();
+    fx.check(
+        &s,
+        r#"{job=~"loghub|mixed"}"#,
+        plain(&hub_mixed, |_| true),
+        17,
+    );
+
+    // max_entries_limit_per_query (5000 by default).
+    let (start, end) = fx.range();
+    let r = s.get(
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{job="loghub"}"#),
+            ("start", &start),
+            ("end", &end),
+            ("limit", "5001"),
+        ],
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body.trim(),
+        "max entries limit per query exceeded, limit > max_entries_limit_per_query (5001 > 5000)"
+    );
+
+    // start inclusive, end exclusive, at exact entry timestamps.
+    let apache = fx.rows_of("system", "apache");
+    let (t0, t1) = (apache[10].ts, apache[20].ts);
+    for dir in ["forward", "backward"] {
+        let v = s.query_range(
+            r#"{system="apache"}"#,
+            &[
+                ("start", &t0.to_string()),
+                ("end", &t1.to_string()),
+                ("direction", dir),
+            ],
+        );
+        let mut got: Vec<i64> = common::all_values(&v).into_iter().map(|e| e.0).collect();
+        if dir == "backward" {
+            got.reverse();
+        }
+        let want: Vec<i64> = apache[10..20].iter().map(|r| r.ts).collect();
+        assert_eq!(got, want, "{dir}");
+    }
+
+    // interval: an entry is kept only when it is at least `interval` after
+    // (or before, backward) the last one kept.
+    let ts: Vec<i64> = apache.iter().map(|r| r.ts).collect();
+    let pick = |seq: Vec<i64>, iv: i64| {
+        let mut out: Vec<i64> = vec![];
+        for t in seq {
+            if out.last().is_none_or(|&l| (t - l).abs() >= iv) {
+                out.push(t);
+            }
+        }
+        out
+    };
+    for (dir, seq) in [
+        ("forward", ts.clone()),
+        ("backward", ts.iter().rev().copied().collect()),
+    ] {
+        let v = s.query_range(
+            r#"{system="apache"}"#,
+            &[
+                ("start", &start),
+                ("end", &end),
+                ("direction", dir),
+                ("interval", "0.0375"),
+                ("limit", "1000"),
+            ],
+        );
+        let got: Vec<i64> = common::all_values(&v).into_iter().map(|e| e.0).collect();
+        // apache entries are 1 ms apart: 37.5 ms keeps every 38th.
+        let want = pick(seq, 37_500_000);
+        assert_eq!(want.len(), PER_SYSTEM.div_ceil(38));
+        assert_eq!(got, want, "{dir}");
+    }
+}
+
+#[test]
+fn head_flushed_chunks_and_restart_answer_the_same() {
+    let mut s = start_server();
+    let base = (common::now_ns() / 1_000_000_000 - 3600) * 1_000_000_000;
+    let (rows, _) = fixture_rows(base);
+    // First half flushed to chunks, second half stays in the head.
+    let (a, b): (Vec<Row>, Vec<Row>) = rows
+        .iter()
+        .cloned()
+        .partition(|r| (r.ts - base) / MS % 2 == 0);
+    push_rows(&s, &a);
+    s.flush();
+    push_rows(&s, &b);
+    let fx = Fx { base, rows };
+    let hub = fx.rows_of("job", "loghub");
+    let shop = shop_rows(&fx);
+    let queries: Vec<(String, Vec<(L, i64, String)>)> = vec![
+        (
+            r#"{job="loghub"} |= "error""#.into(),
+            plain(&hub, |l| l.contains("error")),
+        ),
+        (
+            r#"{job="shop"} | json | level="warn""#.into(),
+            shop.iter()
+                .filter(|(_, v)| v["level"] == "warn")
+                .map(|(r, v)| (shop_parsed(r, v), r.ts, r.line.clone()))
+                .collect(),
+        ),
+        (r#"{job="meta"} |= "status=200" | keep job"#.into(), {
+            fx.rows_of("job", "meta")
+                .iter()
+                .filter(|r| r.line.ends_with("status=200"))
+                .map(|r| (r.labels.clone(), r.ts, r.line.clone()))
+                .collect()
+        }),
+    ];
+    let run = |s: &Server| -> Vec<Vec<Stream>> {
+        let mut out = vec![];
+        for (q, want) in &queries {
+            fx.check(s, q, want.clone(), 11);
+            out.push(fx.query(s, q, 5000, false));
+        }
+        out
+    };
+    let before = run(&s);
+    s.restart_after_kill();
+    assert_eq!(run(&s), before, "after WAL replay");
+    s.flush();
+    assert_eq!(run(&s), before, "all flushed");
+    assert!(s.terminate());
+    s.restart_after_kill();
+    assert_eq!(run(&s), before, "after clean restart");
+}
+
+#[test]
+fn errors_and_format_query() {
+    let s = start_server();
+    let now = common::now_ns().to_string();
+    let then = (common::now_ns() - 3_600_000_000_000).to_string();
+    let get = |q: &str| {
+        s.get(
+            "/loki/api/v1/query_range",
+            &[("query", q), ("start", &then), ("end", &now)],
+        )
+    };
+    // `{job="loghub"}` is 14 characters, ` |= "x" ` takes 15..=22: `bar`
+    // starts at column 23.
+    let r = get(r#"{job="loghub"} |= "x" bar"#);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body.trim(),
+        "parse error at line 1, col 23: syntax error: unexpected IDENTIFIER"
+    );
+    let r = get(r#"{app=~".*"} |= "x""#);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body.trim(),
+        r#"parse error : queries require at least one regexp or equality matcher that does not have an empty-compatible value. For instance, app=~".*" does not meet this requirement, but app=~".+" will"#
+    );
+    let r = get(r#"{job="x"} |~ ip("1.2.3.4")"#);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = s.get(
+        "/loki/api/v1/query",
+        &[("query", r#"{job="x"} |= "a""#), ("time", &now)],
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body.trim(),
+        "log queries are not supported as an instant query type, please change your query to a range query type"
+    );
+    let r = s.get(
+        "/loki/api/v1/format_query",
+        &[(
+            "query",
+            r#"{job="x"}|="a"   |json|level="error"|line_format "{{.msg}}""#,
+        )],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"status": "success", "data": r#"{job="x"} |= "a" | json | level="error" | line_format "{{.msg}}""#})
+    );
+}
