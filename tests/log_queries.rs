@@ -43,7 +43,7 @@ const MS: i64 = 1_000_000;
 
 /// Hand-written lines of `{job="mixed"}`; the tests below work out what
 /// each stage makes of them.
-const MIXED: [&str; 8] = [
+const MIXED: [&str; 9] = [
     r#"level=info msg="hello world" dur=1.5s size=2KB"#,
     r#"level=error msg=boom code=500 flag"#,
     r#"level=warn msg="a=b" empty= user=bob size=512B"#,
@@ -52,6 +52,7 @@ const MIXED: [&str; 8] = [
     r#"{"_entry":"unpacked line","pod":"p1","job":"inner"}"#,
     "plain text, not json",
     r#"{"level":"debug","nested":{"list":[1,2],"t":true}}"#,
+    r#"{"msg":"quote \" backslash \\ tab\t uni \u00e9","num":-1.5e3,"b":false,"nul":null,"geo":{"1st":"eu"}}"#,
 ];
 
 fn lbl(pairs: &[(&str, &str)]) -> L {
@@ -361,7 +362,7 @@ fn in_cidr(ip: Ipv4Addr, net: Ipv4Addr, bits: u32) -> bool {
 }
 
 /// Flattens a JSON object the way `| json` does: nested keys joined by `_`,
-/// arrays skipped, key characters outside `[A-Za-z0-9_]` replaced by `_`,
+/// arrays and nulls skipped, key characters outside `[A-Za-z0-9_]` replaced by `_`,
 /// a leading digit prefixed with `_`.
 fn json_flatten(v: &serde_json::Value, prefix: &str, out: &mut Vec<(String, String)>) {
     let Some(obj) = v.as_object() else { return };
@@ -668,7 +669,23 @@ fn json_parser_and_label_filters() {
     for (l, _) in &got {
         assert!(!l["__error_details__"].is_empty(), "{l:?}");
     }
-    let ok: Vec<(L, i64, String)> = mixed
+    // Numbers keep their JSON text (`-1.5e3`), so the last line is worked
+    // out by hand: escapes decoded, null skipped (as arrays are), a nested key
+    // starting with a digit is not prefixed.
+    let edge = lbl(&[
+        ("job", "mixed"),
+        ("msg", "quote \" backslash \\ tab\t uni \u{e9}"),
+        ("num", "-1.5e3"),
+        ("b", "false"),
+        ("geo_1st", "eu"),
+    ]);
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "backslash" | json"#,
+        vec![(edge.clone(), mixed[8].ts, mixed[8].line.clone())],
+        1,
+    );
+    let mut ok: Vec<(L, i64, String)> = mixed[..8]
         .iter()
         .filter(|r| is_json(&r.line))
         .map(|r| {
@@ -677,7 +694,8 @@ fn json_parser_and_label_filters() {
             (with_parsed(&r.labels, p), r.ts, r.line.clone())
         })
         .collect();
-    assert_eq!(ok.len(), 3);
+    ok.push((edge, mixed[8].ts, mixed[8].line.clone()));
+    assert_eq!(ok.len(), 4);
     // The `_entry` line: its `job` collides with the stream label.
     assert!(ok
         .iter()
@@ -1299,4 +1317,144 @@ fn errors_and_format_query() {
         r.json(),
         serde_json::json!({"status": "success", "data": r#"{job="x"} |= "a" | json | level="error" | line_format "{{.msg}}""#})
     );
+}
+
+#[test]
+fn more_filters_templates_and_label_rules() {
+    let (s, fx) = setup();
+    let hub = fx.rows_of("job", "loghub");
+    let ssh = fx.rows_of("system", "openssh");
+    // Line filter literals are not regexes; `(?i)` in regex filters.
+    fx.check(
+        &s,
+        r#"{system="openssh"} |= "sshd[24200]""#,
+        plain(&ssh, |l| l.contains("sshd[24200]")),
+        3,
+    );
+    fx.check(
+        &s,
+        r#"{job="loghub"} |~ "(?i)failed PASSWORD" !~ "(?i)INVALID""#,
+        plain(&hub, |l| {
+            let l = l.to_lowercase();
+            l.contains("failed password") && !l.contains("invalid")
+        }),
+        5,
+    );
+    fx.check(
+        &s,
+        r#"{job="loghub"} |~ "Accepted" or "(?i)^dec 10 07:0""#,
+        plain(&hub, |l| {
+            l.contains("Accepted") || l.to_lowercase().starts_with("dec 10 07:0")
+        }),
+        5,
+    );
+    fx.check(&s, r#"{job="loghub"} |= """#, plain(&hub, |_| true), 5);
+    // Label filters on stream labels need no parser.
+    fx.check(
+        &s,
+        r#"{job="loghub"} | system=~"h.*" or system="apache""#,
+        plain(
+            &hub.iter()
+                .filter(|r| r.labels["system"] != "openssh")
+                .copied()
+                .collect::<Vec<_>>(),
+            |_| true,
+        ),
+        5,
+    );
+
+    // pattern over every OpenSSH line: lines that miss a literal get the
+    // partial captures Loki gives them.
+    let pat = "<_> sshd[<pid>]: <what> from <ip> port <port>";
+    let want: Vec<(L, i64, String)> = ssh
+        .iter()
+        .map(|r| {
+            let mut l = r.labels.clone();
+            for (k, v) in pattern_captures(pat, &r.line).0 {
+                l.insert(k, v);
+            }
+            (l, r.ts, r.line.clone())
+        })
+        .collect();
+    fx.check(
+        &s,
+        &format!(r#"{{system="openssh"}} | pattern "{pat}""#),
+        want,
+        10,
+    );
+
+    // Template functions in line_format.
+    let shop = shop_rows(&fx);
+    let pay: Vec<&(Row, serde_json::Value)> = shop
+        .iter()
+        .filter(|(r, _)| r.labels["service"] == "payment")
+        .collect();
+    let st = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    fx.check(
+        &s,
+        r#"{service="payment"} | json | line_format `{{ Replace .event "_" " " -1 }}|{{ .trace_id | trunc 8 }}|{{ __timestamp__ | unixEpoch }}|{{ if eq .level "error" }}E{{ else }}-{{ end }}|{{ div .duration_ms 10 }}|{{ .service_extracted | title }}|[{{ .nope }}]` | keep service"#,
+        pay.iter()
+            .map(|(r, v)| {
+                let line = format!(
+                    "{}|{}|{}|{}|{}|Payment|[]",
+                    st(v, "event").replace('_', " "),
+                    &st(v, "trace_id")[..8],
+                    r.ts / 1_000_000_000,
+                    if st(v, "level") == "error" { "E" } else { "-" },
+                    v["duration_ms"].as_u64().unwrap() / 10,
+                );
+                (lbl(&[("service", "payment")]), r.ts, line)
+            })
+            .collect(),
+        7,
+    );
+    // Line filters after line_format see the new line.
+    fx.check(
+        &s,
+        r#"{service="payment"} | json | line_format "{{.event}}" |= "declined" | keep service"#,
+        pay.iter()
+            .filter(|(_, v)| st(v, "event").contains("declined"))
+            .map(|(r, v)| (lbl(&[("service", "payment")]), r.ts, st(v, "event")))
+            .collect(),
+        2,
+    );
+    // Numeric equality and inequality.
+    let d = |v: &serde_json::Value| v["duration_ms"].as_u64().unwrap();
+    let some = d(&pay[0].1);
+    for (op, eq) in [("==", true), ("!=", false)] {
+        fx.check(
+            &s,
+            &format!(r#"{{service="payment"}} | json | duration_ms {op} {some} | keep service"#),
+            pay.iter()
+                .filter(|(_, v)| (d(v) == some) == eq)
+                .map(|(r, _)| (lbl(&[("service", "payment")]), r.ts, r.line.clone()))
+                .collect(),
+            3,
+        );
+    }
+    // keep never removes __error__ / __error_details__.
+    let got = fx.query(
+        &s,
+        r#"{job="mixed"} | json | keep job | __error__!="""#,
+        100,
+        true,
+    );
+    let n: usize = got.iter().map(|s| s.1.len()).sum();
+    assert_eq!(n, 5, "{got:?}");
+    for (l, _) in &got {
+        let keys: Vec<&str> = l.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["__error__", "__error_details__", "job"], "{l:?}");
+    }
+    // The same label twice in one label_format is a parse error.
+    let (start, end) = fx.range();
+    let r = s.get(
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{job="mixed"} | label_format a=b, a="x""#),
+            ("start", &start),
+            ("end", &end),
+        ],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.starts_with("parse error"), "{}", r.body);
 }
