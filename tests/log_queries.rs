@@ -1458,3 +1458,69 @@ fn more_filters_templates_and_label_rules() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.starts_with("parse error"), "{}", r.body);
 }
+
+/// Every line of every loghub sample (16 systems × 2,000 lines).
+fn all_loghub(base: i64) -> Vec<Row> {
+    let dir = format!("{}/testdata/loghub", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with("_2k.log"))
+        .collect();
+    names.sort();
+    let mut rows = vec![];
+    for (k, name) in names.iter().enumerate() {
+        let system = name.trim_end_matches("_2k.log").to_lowercase();
+        let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            rows.push(Row {
+                labels: lbl(&[("job", "loghub"), ("system", &system)]),
+                ts: base + i as i64 * MS + k as i64 * 1000,
+                line: line.trim_end_matches('\r').to_string(),
+                md: vec![],
+            });
+        }
+    }
+    rows
+}
+
+#[test]
+fn many_blocks_duplicates_and_interval_with_limit() {
+    let mut s = start_server();
+    let base = (common::now_ns() / 1_000_000_000 - 3600) * 1_000_000_000;
+    let rows = all_loghub(base);
+    assert!(rows.len() >= 30_000);
+    let fx = Fx { base, rows };
+    let refs: Vec<&Row> = fx.rows.iter().collect();
+    // Pushed twice, with a flush between: the second copy sits in the head
+    // over identical entries in chunks, and must not show twice.
+    push_rows(&s, &fx.rows);
+    s.flush();
+    push_rows(&s, &fx.rows);
+    let re = regex::Regex::new("(?i)error|fail").unwrap();
+    let q = r#"{job="loghub"} |~ "(?i)error|fail""#;
+    let want = plain(&refs, |l| re.is_match(l));
+    assert!(want.len() > 1000, "{}", want.len());
+    fx.check(&s, q, want.clone(), 777);
+    let everything = plain(&refs, |_| true);
+    fx.check(&s, r#"{job="loghub"}"#, everything, 4999);
+    s.restart_after_kill();
+    fx.check(&s, q, want, 1234);
+
+    // interval skips do not count toward the limit.
+    let (start, end) = fx.range();
+    let hdfs: Vec<i64> = fx.rows_of("system", "hdfs").iter().map(|r| r.ts).collect();
+    let v = s.query_range(
+        r#"{system="hdfs"}"#,
+        &[
+            ("start", &start),
+            ("end", &end),
+            ("direction", "backward"),
+            ("interval", "100ms"),
+            ("limit", "3"),
+        ],
+    );
+    let got: Vec<i64> = common::all_values(&v).into_iter().map(|e| e.0).collect();
+    let last = hdfs[hdfs.len() - 1];
+    assert_eq!(got, vec![last, last - 100 * MS, last - 200 * MS]);
+}
