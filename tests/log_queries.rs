@@ -1524,3 +1524,75 @@ fn many_blocks_duplicates_and_interval_with_limit() {
     let last = hdfs[hdfs.len() - 1];
     assert_eq!(got, vec![last, last - 100 * MS, last - 200 * MS]);
 }
+
+#[test]
+fn missing_labels_and_errors_in_label_filters() {
+    let (s, fx) = setup();
+    let shop = shop_rows(&fx);
+    let all = |keep: &dyn Fn(&serde_json::Value) -> bool| -> Vec<(L, i64, String)> {
+        shop.iter()
+            .filter(|(_, v)| keep(v))
+            .map(|(r, v)| (shop_parsed(r, v), r.ts, r.line.clone()))
+            .collect()
+    };
+    // A missing label compares as the empty string in string filters.
+    fx.check(
+        &s,
+        r#"{job="shop"} | json | error="""#,
+        all(&|v| v.get("error").is_none()),
+        9,
+    );
+    fx.check(
+        &s,
+        r#"{job="shop"} | json | error!="""#,
+        all(&|v| v.get("error").is_some()),
+        3,
+    );
+    // A numeric filter drops lines without the label, and keeps lines whose
+    // value is not a number with LabelFilterErr.
+    fx.check(
+        &s,
+        r#"{job="shop"} | json | error > 1 | drop __error_details__"#,
+        shop.iter()
+            .filter(|(_, v)| v.get("error").is_some())
+            .map(|(r, v)| {
+                let mut l = shop_parsed(r, v);
+                l.insert("__error__".into(), "LabelFilterErr".into());
+                (l, r.ts, r.line.clone())
+            })
+            .collect(),
+        3,
+    );
+    let mixed = fx.rows_of("job", "mixed");
+    let mut p = vec![];
+    json_flatten(&serde_json::from_str(&mixed[3].line).unwrap(), "", &mut p);
+    fx.check(
+        &s,
+        r#"{job="mixed"} | json | n > 1"#,
+        vec![(
+            with_parsed(&mixed[3].labels, p),
+            mixed[3].ts,
+            mixed[3].line.clone(),
+        )],
+        1,
+    );
+    // regexp captures colliding with a stream label get `_extracted`.
+    let apache = fx.rows_of("system", "apache");
+    let re = regex::Regex::new(r"^\[[^\]]+\] \[(\w+)\]").unwrap();
+    fx.check(
+        &s,
+        r#"{system="apache"} | regexp `^\[[^\]]+\] \[(?P<system>\w+)\]`"#,
+        apache
+            .iter()
+            .map(|r| {
+                let mut l = r.labels.clone();
+                l.insert(
+                    "system_extracted".into(),
+                    re.captures(&r.line).unwrap()[1].to_string(),
+                );
+                (l, r.ts, r.line.clone())
+            })
+            .collect(),
+        10,
+    );
+}
