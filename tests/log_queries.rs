@@ -1596,3 +1596,102 @@ fn missing_labels_and_errors_in_label_filters() {
         10,
     );
 }
+
+#[test]
+fn post_pipeline_label_sets_merge_split_and_categorize() {
+    let (s, fx) = setup();
+    let hub = fx.rows_of("job", "loghub");
+    // Dropping the label that told streams apart merges them into one
+    // stream, interleaved by time.
+    fx.check(
+        &s,
+        r#"{job="loghub"} | drop system"#,
+        hub.iter()
+            .map(|r| (lbl(&[("job", "loghub")]), r.ts, r.line.clone()))
+            .collect(),
+        20,
+    );
+    fx.check(
+        &s,
+        r#"{job="loghub"} | keep nope"#,
+        hub.iter()
+            .map(|r| (L::new(), r.ts, r.line.clone()))
+            .collect(),
+        20,
+    );
+    fx.check(
+        &s,
+        r#"{job="loghub"} | label_format sys=system"#,
+        hub.iter()
+            .map(|r| {
+                (
+                    lbl(&[("job", "loghub"), ("sys", &r.labels["system"])]),
+                    r.ts,
+                    r.line.clone(),
+                )
+            })
+            .collect(),
+        20,
+    );
+
+    // Categorized: one stream per indexed label set, parsed labels (with
+    // `_extracted`) in the third element, no structuredMetadata key.
+    let shop = shop_rows(&fx);
+    let (start, end) = fx.range();
+    for (dir, limit) in [("forward", "5000"), ("backward", "37")] {
+        let r = s.get_h(
+            "/loki/api/v1/query_range",
+            &[
+                ("query", r#"{job="shop"} | json | level=~"warn|error""#),
+                ("start", &start),
+                ("end", &end),
+                ("direction", dir),
+                ("limit", limit),
+            ],
+            &[("X-Loki-Response-Encoding-Flags", "categorize-labels")],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let mut want: Vec<&(Row, serde_json::Value)> = shop
+            .iter()
+            .filter(|(_, v)| v["level"] == "warn" || v["level"] == "error")
+            .collect();
+        want.sort_by_key(|(r, _)| r.ts);
+        if dir == "backward" {
+            want.reverse();
+        }
+        want.truncate(limit.parse().unwrap());
+        let mut by_stream: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+        for (r, v) in want {
+            let mut p = vec![];
+            json_flatten(v, "", &mut p);
+            let parsed: serde_json::Map<String, serde_json::Value> = p
+                .into_iter()
+                .map(|(k, v)| {
+                    let k = if k == "service" || k == "job" {
+                        format!("{k}_extracted")
+                    } else {
+                        k
+                    };
+                    (k, serde_json::Value::String(v))
+                })
+                .collect();
+            by_stream
+                .entry(label_string(&r.labels))
+                .or_default()
+                .push(serde_json::json!([r.ts.to_string(), r.line, {"parsed": parsed}]));
+        }
+        let v = r.json();
+        let got = v["data"]["result"].as_array().unwrap();
+        assert_eq!(got.len(), by_stream.len(), "{dir}");
+        for (g, (ls, vals)) in got.iter().zip(&by_stream) {
+            let glabels: L = g["stream"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect();
+            assert_eq!(&label_string(&glabels), ls, "{dir}");
+            assert_eq!(g["values"].as_array().unwrap(), vals, "{dir} {ls}");
+        }
+    }
+}
