@@ -1695,3 +1695,54 @@ fn post_pipeline_label_sets_merge_split_and_categorize() {
         }
     }
 }
+
+#[test]
+fn multiline_entries_and_regex_dot() {
+    let (s, fx) = setup();
+    let lines = [
+        "java.lang.NullPointerException: boom\n\tat com.shop.Order.process(Order.java:42)\n\tat com.shop.Main.main(Main.java:7)",
+        "Exception then Order on one line",
+        "no match here\nOrder alone",
+    ];
+    let rows: Vec<Row> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Row {
+            labels: lbl(&[("job", "multi")]),
+            ts: fx.base + 5 * MS + i as i64 * MS,
+            line: l.to_string(),
+            md: vec![],
+        })
+        .collect();
+    push_rows(&s, &rows);
+    let refs: Vec<&Row> = rows.iter().collect();
+    // `.` does not cross a newline unless `(?s)`.
+    let cases: [(&str, &dyn Fn(&str) -> bool); 5] = [
+        (r#"|~ "Exception.*Order""#, &|l| {
+            l.lines().any(|x| {
+                x.find("Exception")
+                    .is_some_and(|i| x[i..].contains("Order"))
+            })
+        }),
+        (r#"|~ "(?s)Exception.*Order""#, &|l| {
+            l.find("Exception")
+                .is_some_and(|i| l[i..].contains("Order"))
+        }),
+        (r#"|= "\tat com.shop.Main""#, &|l| {
+            l.contains("\tat com.shop.Main")
+        }),
+        (r#"|~ "^Order""#, &|l| l.starts_with("Order")),
+        (r#"|~ "(?m)^Order""#, &|l| {
+            l.lines().any(|x| x.starts_with("Order"))
+        }),
+    ];
+    for (filter, keep) in cases {
+        let want = plain(&refs, keep);
+        let q = format!(r#"{{job="multi"}} {filter}"#);
+        if want.is_empty() {
+            assert!(fx.query(&s, &q, 100, true).is_empty(), "{q}");
+        } else {
+            fx.check(&s, &q, want, 1);
+        }
+    }
+}
