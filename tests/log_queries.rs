@@ -18,6 +18,8 @@ use miniloki::demo::{self, DemoRecord};
 type L = BTreeMap<String, String>;
 /// One result stream: labels and (ts, line) values in response order.
 type Stream = (L, Vec<(i64, String)>);
+/// An expected entry: its result labels, ts and line.
+type Want = (L, i64, String);
 
 /// One pushed entry.
 #[derive(Clone, Debug)]
@@ -177,7 +179,7 @@ fn setup() -> (Server, Fx) {
 
 /// Loki's answer shape: the first `limit` entries overall in `direction`
 /// order, grouped by label set, streams sorted by their label string.
-fn expect(mut entries: Vec<(L, i64, String)>, limit: usize, forward: bool) -> Vec<Stream> {
+fn expect(mut entries: Vec<Want>, limit: usize, forward: bool) -> Vec<Stream> {
     entries.sort_by_key(|e| e.1);
     if !forward {
         entries.reverse();
@@ -256,7 +258,7 @@ impl Fx {
 
     /// Checks `q` in both directions, with a limit that takes everything
     /// and with `small` (to see which entries the cut keeps).
-    fn check(&self, s: &Server, q: &str, want: Vec<(L, i64, String)>, small: usize) {
+    fn check(&self, s: &Server, q: &str, want: Vec<Want>, small: usize) {
         assert!(!want.is_empty(), "{q}: empty expectation proves little");
         for forward in [true, false] {
             for limit in [5000, small] {
@@ -279,7 +281,7 @@ impl Fx {
 }
 
 /// Rows passing `keep`, with their own labels.
-fn plain(rows: &[&Row], keep: impl Fn(&str) -> bool) -> Vec<(L, i64, String)> {
+fn plain(rows: &[&Row], keep: impl Fn(&str) -> bool) -> Vec<Want> {
     rows.iter()
         .filter(|r| keep(&r.line))
         .map(|r| (r.labels.clone(), r.ts, r.line.clone()))
@@ -525,7 +527,7 @@ fn line_filters_match_a_scan_of_the_pushed_lines() {
 fn json_parser_and_label_filters() {
     let (s, fx) = setup();
     let shop = shop_rows(&fx);
-    let sel = |keep: &dyn Fn(&serde_json::Value) -> bool| -> Vec<(L, i64, String)> {
+    let sel = |keep: &dyn Fn(&serde_json::Value) -> bool| -> Vec<Want> {
         shop.iter()
             .filter(|(_, v)| keep(v))
             .map(|(r, v)| (shop_parsed(r, v), r.ts, r.line.clone()))
@@ -646,7 +648,7 @@ fn json_parser_and_label_filters() {
     );
     // Non-JSON lines get JSONParserErr; `__error__=""` keeps the others.
     let is_json = |l: &str| l.starts_with('{');
-    let errs: Vec<(L, i64, String)> = mixed
+    let errs: Vec<Want> = mixed
         .iter()
         .filter(|r| !is_json(&r.line))
         .map(|r| {
@@ -685,7 +687,7 @@ fn json_parser_and_label_filters() {
         vec![(edge.clone(), mixed[8].ts, mixed[8].line.clone())],
         1,
     );
-    let mut ok: Vec<(L, i64, String)> = mixed[..8]
+    let mut ok: Vec<Want> = mixed[..8]
         .iter()
         .filter(|r| is_json(&r.line))
         .map(|r| {
@@ -812,7 +814,7 @@ fn logfmt_regexp_pattern_unpack() {
     let apache = fx.rows_of("system", "apache");
     let re =
         regex::Regex::new(r"^\[(?P<date>[^\]]+)\] \[(?P<severity>\w+)\] (?P<msg>.*)$").unwrap();
-    let want: Vec<(L, i64, String)> = apache
+    let want: Vec<Want> = apache
         .iter()
         .filter_map(|r| {
             let c = re.captures(&r.line)?;
@@ -1025,7 +1027,7 @@ fn structured_metadata_filters_and_encodings() {
         3,
     );
     // A parsed key that collides with a metadata key gets `_extracted`.
-    let want: Vec<(L, i64, String)> = meta
+    let want: Vec<Want> = meta
         .iter()
         .filter(|r| md(r, "pod") == "p1")
         .map(|r| {
@@ -1231,7 +1233,7 @@ fn head_flushed_chunks_and_restart_answer_the_same() {
     let fx = Fx { base, rows };
     let hub = fx.rows_of("job", "loghub");
     let shop = shop_rows(&fx);
-    let queries: Vec<(String, Vec<(L, i64, String)>)> = vec![
+    let queries: Vec<(String, Vec<Want>)> = vec![
         (
             r#"{job="loghub"} |= "error""#.into(),
             plain(&hub, |l| l.contains("error")),
@@ -1366,7 +1368,7 @@ fn more_filters_templates_and_label_rules() {
     // pattern over every OpenSSH line: lines that miss a literal get the
     // partial captures Loki gives them.
     let pat = "<_> sshd[<pid>]: <what> from <ip> port <port>";
-    let want: Vec<(L, i64, String)> = ssh
+    let want: Vec<Want> = ssh
         .iter()
         .map(|r| {
             let mut l = r.labels.clone();
@@ -1529,7 +1531,7 @@ fn many_blocks_duplicates_and_interval_with_limit() {
 fn missing_labels_and_errors_in_label_filters() {
     let (s, fx) = setup();
     let shop = shop_rows(&fx);
-    let all = |keep: &dyn Fn(&serde_json::Value) -> bool| -> Vec<(L, i64, String)> {
+    let all = |keep: &dyn Fn(&serde_json::Value) -> bool| -> Vec<Want> {
         shop.iter()
             .filter(|(_, v)| keep(v))
             .map(|(r, v)| (shop_parsed(r, v), r.ts, r.line.clone()))
@@ -1717,7 +1719,8 @@ fn multiline_entries_and_regex_dot() {
     push_rows(&s, &rows);
     let refs: Vec<&Row> = rows.iter().collect();
     // `.` does not cross a newline unless `(?s)`.
-    let cases: [(&str, &dyn Fn(&str) -> bool); 5] = [
+    type Case<'a> = (&'a str, &'a dyn Fn(&str) -> bool);
+    let cases: [Case; 5] = [
         (r#"|~ "Exception.*Order""#, &|l| {
             l.lines().any(|x| {
                 x.find("Exception")
@@ -1745,4 +1748,37 @@ fn multiline_entries_and_regex_dot() {
             fx.check(&s, &q, want, 1);
         }
     }
+}
+
+/// Regression: `build_state` gave the ingester default limits, so the
+/// ingest flags (`--discover-*`, `--max-line-size`, …) had no effect.
+#[test]
+fn regression_ingest_flags_were_ignored_by_build_state() {
+    let ts = (common::now_ns() / 1_000_000_000 - 60) * 1_000_000_000;
+    let start = (ts - 1).to_string();
+    let end = (ts + 1).to_string();
+    let labels_of = |s: &Server| -> L {
+        let r = s.push_proto(&[("{job=\"x\"}", vec![(ts, "level=error boom", vec![])])]);
+        assert_eq!(r.status, 204, "{}", r.body);
+        let v = s.query_range(r#"{job="x"}"#, &[("start", &start), ("end", &end)]);
+        parse_streams(&v).remove(0).0
+    };
+    // Loki's defaults: service_name from `job`, detected_level metadata.
+    let on = Server::start();
+    assert_eq!(
+        labels_of(&on),
+        lbl(&[
+            ("job", "x"),
+            ("service_name", "x"),
+            ("detected_level", "error")
+        ])
+    );
+    let off = start_server();
+    assert_eq!(labels_of(&off), lbl(&[("job", "x")]));
+    let small = Server::start_with(&["--max-line-size", "10"]);
+    let r = small.push_proto(&[(
+        "{job=\"x\"}",
+        vec![(ts, "a line longer than ten bytes", vec![])],
+    )]);
+    assert_eq!(r.status, 400, "{}", r.body);
 }

@@ -209,11 +209,7 @@ pub fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid [otlp] config: {e}"))?;
     let store = Store::open(config.storage.clone())?;
-    let ingester = Ingester::new(
-        store.clone(),
-        config.ingest.clone(),
-        config.otlp.clone(),
-    );
+    let ingester = Ingester::new(store.clone(), config.ingest.clone(), config.otlp.clone());
     let limits = crate::logql::eval::QueryLimits {
         max_entries_limit_per_query: config.max_entries_limit_per_query,
         max_query_series: config.max_query_series,
