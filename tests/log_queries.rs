@@ -1782,3 +1782,92 @@ fn regression_ingest_flags_were_ignored_by_build_state() {
     )]);
     assert_eq!(r.status, 400, "{}", r.body);
 }
+
+#[test]
+fn logfmt_keys_regexp_groups_and_more_template_functions() {
+    let (s, fx) = setup();
+    let lines = [
+        r#"msg="say \"hi\" ünï" a.b=1 1x=2 x-y=3 t=tab\there"#,
+        "foo and nothing else",
+        "bar at the start? no: a bar",
+    ];
+    let rows: Vec<Row> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Row {
+            labels: lbl(&[("job", "edge")]),
+            ts: fx.base + 3 * MS + i as i64 * MS,
+            line: l.to_string(),
+            md: vec![],
+        })
+        .collect();
+    push_rows(&s, &rows);
+    // logfmt: quoted escapes decoded, keys sanitised like JSON keys;
+    // an unquoted `\t` stays as the two characters.
+    fx.check(
+        &s,
+        r#"{job="edge"} |= "msg=" | logfmt"#,
+        vec![(
+            lbl(&[
+                ("job", "edge"),
+                ("msg", "say \"hi\" ünï"),
+                ("a_b", "1"),
+                ("_1x", "2"),
+                ("x_y", "3"),
+                ("t", "tab\\there"),
+            ]),
+            rows[0].ts,
+            rows[0].line.clone(),
+        )],
+        1,
+    );
+    // regexp: a group that did not take part gives an empty value; a line
+    // that does not match gets no label at all.
+    fx.check(
+        &s,
+        r#"{job="edge"} != "msg=" | regexp "(?P<a>foo)|(?P<b>bar)""#,
+        vec![
+            (
+                lbl(&[("job", "edge"), ("a", "foo"), ("b", "")]),
+                rows[1].ts,
+                rows[1].line.clone(),
+            ),
+            (
+                lbl(&[("job", "edge"), ("a", ""), ("b", "bar")]),
+                rows[2].ts,
+                rows[2].line.clone(),
+            ),
+        ],
+        1,
+    );
+    fx.check(
+        &s,
+        r#"{job="edge"} | regexp "^(?P<first>foo) and""#,
+        vec![
+            (lbl(&[("job", "edge")]), rows[0].ts, rows[0].line.clone()),
+            (
+                lbl(&[("job", "edge"), ("first", "foo")]),
+                rows[1].ts,
+                rows[1].line.clone(),
+            ),
+            (lbl(&[("job", "edge")]), rows[2].ts, rows[2].line.clone()),
+        ],
+        2,
+    );
+    // More template functions over the first hand-written logfmt line:
+    // size=2KB is 2000 bytes (KB = 1000), dur=1.5s is 1.5 seconds,
+    // "hello world" has two "o". Loki's `TrimPrefix` is Go's (s, prefix);
+    // sprig's `trimPrefix` takes (prefix, s), so it pipes.
+    let m = fx.rows_of("job", "mixed")[0];
+    let ms = m.ts / 1_000_000;
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "hello" | logfmt | line_format `{{ bytes .size }}|{{ duration .dur }}|{{ count "o" .msg }}|{{ alignLeft 3 .level }}|{{ alignRight 6 .level }}|{{ urlencode .msg }}|{{ b64enc .level }}|{{ __timestamp__ | unixEpochMillis }}|{{ .msg | upper | trunc 5 }}|{{ substr 0 4 .msg }}|{{ TrimPrefix .msg "hel" }}|{{ .msg | trimPrefix "hel" }}` | keep job"#,
+        vec![(
+            lbl(&[("job", "mixed")]),
+            m.ts,
+            format!("2000|1.5|2|inf|  info|hello+world|aW5mbw==|{ms}|HELLO|hell|lo world|lo world"),
+        )],
+        1,
+    );
+}
