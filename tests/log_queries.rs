@@ -1871,3 +1871,95 @@ fn logfmt_keys_regexp_groups_and_more_template_functions() {
         1,
     );
 }
+
+#[test]
+fn random_windows_over_out_of_order_pushes_and_chunks() {
+    let mut s = start_server();
+    // Three hours of two streams, every ~7 s, ending 10 minutes ago.
+    let end_all = (common::now_ns() / 1_000_000_000 - 600) * 1_000_000_000;
+    let first = end_all - 3 * 3600 * 1_000_000_000;
+    let mut rows = vec![];
+    let mut i = 0i64;
+    let mut t = first;
+    while t < end_all {
+        let app = if i % 3 == 0 { "a" } else { "b" };
+        rows.push(Row {
+            labels: lbl(&[("job", "win"), ("app", app)]),
+            ts: t + i % 1000,
+            line: format!(
+                "entry {i} app={app} {}",
+                if i % 5 == 0 { "odd" } else { "even" }
+            ),
+            md: vec![],
+        });
+        i += 1;
+        t += 7_000_000_000 + (i % 3) * 1_000_000;
+    }
+    // Pushed in a scrambled order over four requests, with flushes between
+    // (out-of-order entries inside one stream are accepted).
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    let mut x = 12345u64;
+    for k in (1..order.len()).rev() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        order.swap(k, (x >> 33) as usize % (k + 1));
+    }
+    for (n, part) in order.chunks(order.len() / 4 + 1).enumerate() {
+        let batch: Vec<Row> = part.iter().map(|&k| rows[k].clone()).collect();
+        push_rows(&s, &batch);
+        if n % 2 == 0 {
+            s.flush();
+        }
+    }
+    let fx = Fx { base: first, rows };
+    let refs: Vec<&Row> = fx.rows.iter().collect();
+    let mut check_windows = |s: &Server| {
+        for w in 0..25u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let span = end_all - first;
+            let a = first + ((x >> 20) % span as u64) as i64 - 3_600_000_000_000 / 8;
+            let b = a + ((x >> 7) % (span as u64 / 2)) as i64;
+            // Every fifth window starts and ends exactly on entries.
+            let (a, b) = if w % 5 == 0 {
+                let k = (x % (fx.rows.len() as u64 - 100)) as usize;
+                (fx.rows[k].ts, fx.rows[k + 90].ts)
+            } else {
+                (a, b)
+            };
+            let limit = [10usize, 100, 5000][w as usize % 3];
+            for (dir, q, keep) in [
+                ("forward", r#"{job="win"}"#, false),
+                ("backward", r#"{job="win"} |= "odd""#, true),
+            ] {
+                let v = s.query_range(
+                    q,
+                    &[
+                        ("start", &a.to_string()),
+                        ("end", &b.to_string()),
+                        ("limit", &limit.to_string()),
+                        ("direction", dir),
+                    ],
+                );
+                let want = expect(
+                    plain(&refs, |l| !keep || l.ends_with("odd"))
+                        .into_iter()
+                        .filter(|e| e.1 >= a && e.1 < b)
+                        .collect(),
+                    limit,
+                    dir == "forward",
+                );
+                assert_eq!(
+                    parse_streams(&v),
+                    want,
+                    "{q} [{a}, {b}) {dir} limit {limit}"
+                );
+            }
+        }
+    };
+    check_windows(&s);
+    s.restart_after_kill();
+    check_windows(&s);
+}
