@@ -1963,3 +1963,37 @@ fn random_windows_over_out_of_order_pushes_and_chunks() {
     s.restart_after_kill();
     check_windows(&s);
 }
+
+#[test]
+fn many_streams_limit_picks_the_global_first_entries() {
+    let s = start_server();
+    let base = (common::now_ns() / 1_000_000_000 - 1800) * 1_000_000_000;
+    // 400 streams; stream k's entries are at base + (j * 400 + k) µs, so
+    // the globally first entries come from every stream in turn.
+    let rows: Vec<Row> = (0..400i64)
+        .flat_map(|k| {
+            (0..25i64).map(move |j| Row {
+                labels: lbl(&[("job", "many"), ("pod", &format!("pod-{k:03}"))]),
+                ts: base + (j * 400 + k) * 1000 + if k % 7 == 0 { 500 } else { 0 },
+                line: format!("pod {k} entry {j}"),
+                md: vec![],
+            })
+        })
+        .collect();
+    push_rows(&s, &rows[..5000]);
+    s.flush();
+    push_rows(&s, &rows[5000..]);
+    let fx = Fx { base, rows };
+    let refs: Vec<&Row> = fx.rows.iter().collect();
+    fx.check(&s, r#"{job="many"}"#, plain(&refs, |_| true), 333);
+    fx.check(
+        &s,
+        r#"{job="many"} |~ "entry (1|2)$" | pod=~"pod-0.*""#,
+        refs.iter()
+            .filter(|r| r.line.ends_with("entry 1") || r.line.ends_with("entry 2"))
+            .filter(|r| r.labels["pod"].starts_with("pod-0"))
+            .map(|r| (r.labels.clone(), r.ts, r.line.clone()))
+            .collect(),
+        77,
+    );
+}
