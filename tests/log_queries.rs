@@ -1997,3 +1997,60 @@ fn many_streams_limit_picks_the_global_first_entries() {
         77,
     );
 }
+
+#[test]
+fn parser_parameters_on_mixed_lines() {
+    let (s, fx) = setup();
+    let mixed = fx.rows_of("job", "mixed");
+    // json with parameters: non-JSON lines fail, JSON lines get the value
+    // or an empty one.
+    let want: Vec<Want> = mixed
+        .iter()
+        .filter(|r| r.line.starts_with('{'))
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.line).unwrap();
+            let lvl = v["level"].as_str().unwrap_or("");
+            (lbl(&[("job", "mixed"), ("lvl", lvl)]), r.ts, r.line.clone())
+        })
+        .collect();
+    assert_eq!(want.len(), 4);
+    fx.check(
+        &s,
+        r#"{job="mixed"} | json lvl="level" | __error__="""#,
+        want,
+        3,
+    );
+    // logfmt flags with parameters.
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "boom" | logfmt --strict --keep-empty flag, lvl="level""#,
+        vec![(
+            lbl(&[("job", "mixed"), ("flag", ""), ("lvl", "error")]),
+            mixed[1].ts,
+            mixed[1].line.clone(),
+        )],
+        1,
+    );
+    // unpack: a JSON line without `_entry` keeps its line; a non-JSON line
+    // gets JSONParserErr.
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "debug" | unpack | drop nested_t"#,
+        vec![(
+            lbl(&[("job", "mixed"), ("level", "debug")]),
+            mixed[7].ts,
+            mixed[7].line.clone(),
+        )],
+        1,
+    );
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "plain text" | unpack | drop __error_details__"#,
+        vec![(
+            lbl(&[("job", "mixed"), ("__error__", "JSONParserErr")]),
+            mixed[6].ts,
+            mixed[6].line.clone(),
+        )],
+        1,
+    );
+}
