@@ -2054,3 +2054,77 @@ fn parser_parameters_on_mixed_lines() {
         1,
     );
 }
+
+/// RFC 3339 text of `ts` ns, with all nine fractional digits.
+fn rfc3339_nanos(ts: i64) -> String {
+    let secs = ts.div_euclid(1_000_000_000);
+    let ns = ts.rem_euclid(1_000_000_000);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ns:09}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+#[test]
+fn time_parameter_forms_keep_start_inclusive_end_exclusive() {
+    let (s, fx) = setup();
+    let apache = fx.rows_of("system", "apache");
+    let ts_of = |v: &serde_json::Value| -> Vec<i64> {
+        common::all_values(v).into_iter().map(|e| e.0).collect()
+    };
+    let between = |a: i64, b: i64| -> Vec<i64> {
+        apache
+            .iter()
+            .map(|r| r.ts)
+            .filter(|t| *t >= a && *t < b)
+            .collect()
+    };
+    // Apache entries are at base + i ms (base is whole seconds).
+    let (a, b) = (apache[5].ts, apache[17].ts);
+    let forms: [(String, String); 3] = [
+        (a.to_string(), b.to_string()),
+        (rfc3339_nanos(a), rfc3339_nanos(b)),
+        // Float seconds, to the millisecond.
+        (
+            format!("{}.{:03}", a / 1_000_000_000, a % 1_000_000_000 / 1_000_000),
+            format!("{}.{:03}", b / 1_000_000_000, b % 1_000_000_000 / 1_000_000),
+        ),
+    ];
+    for (start, end) in &forms {
+        let v = s.query_range(
+            r#"{system="apache"}"#,
+            &[("start", start), ("end", end), ("direction", "FORWARD")],
+        );
+        assert_eq!(ts_of(&v), between(a, b), "{start} .. {end}");
+    }
+    // Ten digits or fewer: whole seconds. base+1 s holds no apache entry
+    // (they span 300 ms), so [base, base+1s) is all of them.
+    let secs = fx.base / 1_000_000_000;
+    let v = s.query_range(
+        r#"{system="apache"}"#,
+        &[
+            ("start", &secs.to_string()),
+            ("end", &(secs + 1).to_string()),
+            ("limit", "1000"),
+            ("direction", "backward"),
+        ],
+    );
+    let mut got = ts_of(&v);
+    got.reverse();
+    assert_eq!(got, between(fx.base, fx.base + 1_000_000_000));
+    assert_eq!(got.len(), PER_SYSTEM);
+}
