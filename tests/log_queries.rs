@@ -2128,3 +2128,39 @@ fn time_parameter_forms_keep_start_inclusive_end_exclusive() {
     assert_eq!(got, between(fx.base, fx.base + 1_000_000_000));
     assert_eq!(got.len(), PER_SYSTEM);
 }
+
+#[test]
+fn interval_applies_across_merged_streams() {
+    let (s, fx) = setup();
+    let hub = fx.rows_of("job", "loghub");
+    let (start, end) = fx.range();
+    for (dir, limit) in [("forward", 1000usize), ("backward", 1000), ("forward", 7)] {
+        let mut all: Vec<&Row> = hub.clone();
+        all.sort_by_key(|r| r.ts);
+        if dir == "backward" {
+            all.reverse();
+        }
+        let mut kept: Vec<Want> = vec![];
+        let mut last: Option<i64> = None;
+        for r in all {
+            if last.is_none_or(|l| (r.ts - l).abs() >= 10 * MS) {
+                kept.push((r.labels.clone(), r.ts, r.line.clone()));
+                last = Some(r.ts);
+            }
+        }
+        // 300 ms of data, one kept every 10 ms.
+        assert_eq!(kept.len(), 30);
+        let want = expect(kept, limit, dir == "forward");
+        let v = s.query_range(
+            r#"{job="loghub"}"#,
+            &[
+                ("start", &start),
+                ("end", &end),
+                ("direction", dir),
+                ("interval", "10ms"),
+                ("limit", &limit.to_string()),
+            ],
+        );
+        assert_eq!(parse_streams(&v), want, "{dir} {limit}");
+    }
+}
