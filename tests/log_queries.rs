@@ -2164,3 +2164,35 @@ fn interval_applies_across_merged_streams() {
         assert_eq!(parse_streams(&v), want, "{dir} {limit}");
     }
 }
+
+#[test]
+fn defaults_and_post_form_bodies() {
+    let (s, fx) = setup();
+    let apache = fx.rows_of("system", "apache");
+    let (start, end) = fx.range();
+    // No direction: backward. No limit: 100.
+    let v = s.query_range(r#"{system="apache"}"#, &[("start", &start), ("end", &end)]);
+    let got: Vec<i64> = common::all_values(&v).into_iter().map(|e| e.0).collect();
+    let want: Vec<i64> = apache.iter().rev().take(100).map(|r| r.ts).collect();
+    assert_eq!(got, want);
+    // The same query as a form-encoded POST body (what logcli can send).
+    let body = format!(
+        "query={}&start={start}&end={end}&limit=3&direction=forward",
+        "%7Bsystem%3D%22apache%22%7D%20%7C%3D%20%22error%22"
+    );
+    let r = s.post(
+        "/loki/api/v1/query_range",
+        "application/x-www-form-urlencoded",
+        body.as_bytes(),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got: Vec<(i64, String)> = common::all_values(&r.json());
+    let want: Vec<(i64, String)> = apache
+        .iter()
+        .filter(|r| r.line.contains("error"))
+        .take(3)
+        .map(|r| (r.ts, r.line.clone()))
+        .collect();
+    assert_eq!(got, want);
+}
