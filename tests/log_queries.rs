@@ -1047,18 +1047,21 @@ fn structured_metadata_filters_and_encodings() {
         })
         .collect();
     fx.check(&s, r#"{job="meta"} | pod="p1" | logfmt"#, want.clone(), 4);
+    // Parsed keys colliding with metadata keys get `_extracted`; the
+    // metadata labels keep their values.
     fx.check(
         &s,
-        r#"{job="meta"} | pod="p1" | label_format user=`x{{.user}}` | line_format "user={{.user}}" | logfmt | user_extracted=~"xu.""#,
+        r#"{job="meta"} | pod="p1" | line_format "user=new{{.user}} pod=q" | logfmt | user_extracted=~"newu[01]""#,
         want.iter()
+            .filter(|(l, _, _)| l["user"] != "u2")
             .map(|(l, ts, _)| {
                 let mut l = l.clone();
                 l.remove("id");
                 l.remove("status");
-                let u = format!("x{}", l["user"]);
-                l.insert("user".into(), u.clone());
-                l.insert("user_extracted".into(), u.clone());
-                (l, *ts, format!("user={u}"))
+                l.insert("user_extracted".into(), format!("new{}", l["user"]));
+                l.insert("pod_extracted".into(), "q".into());
+                let line = format!("user=new{} pod=q", l["user"]);
+                (l, *ts, line)
             })
             .collect(),
         4,
@@ -2195,4 +2198,122 @@ fn defaults_and_post_form_bodies() {
         .map(|r| (r.ts, r.line.clone()))
         .collect();
     assert_eq!(got, want);
+}
+
+/// Loki records every parsed label as extracted, and later parse stages
+/// (and repeated keys in one line) skip keys already extracted: the first
+/// value wins (`LabelsBuilder.Set` → `RecordExtracted`, parsers check
+/// `Extracted`).
+#[test]
+fn first_extracted_value_wins_across_parse_stages() {
+    let (s, fx) = setup();
+    let rows: Vec<Row> = [r#"{"a":"1","b":{"c":"x"},"a":"2"}"#, "k=1 k=2 j=3"]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Row {
+            labels: lbl(&[("job", "dups")]),
+            ts: fx.base + 2 * MS + i as i64 * MS,
+            line: l.to_string(),
+            md: vec![],
+        })
+        .collect();
+    push_rows(&s, &rows);
+    fx.check(
+        &s,
+        r#"{job="dups"} |= "a" | json"#,
+        vec![(
+            lbl(&[("job", "dups"), ("a", "1"), ("b_c", "x")]),
+            rows[0].ts,
+            rows[0].line.clone(),
+        )],
+        1,
+    );
+    fx.check(
+        &s,
+        r#"{job="dups"} |= "k=" | logfmt"#,
+        vec![(
+            lbl(&[("job", "dups"), ("k", "1"), ("j", "3")]),
+            rows[1].ts,
+            rows[1].line.clone(),
+        )],
+        1,
+    );
+    // A second logfmt after line_format adds new keys only.
+    let m = fx.rows_of("job", "mixed")[0];
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "hello" | logfmt | line_format "level=changed extra=1" | logfmt"#,
+        vec![(
+            lbl(&[
+                ("job", "mixed"),
+                ("level", "info"),
+                ("msg", "hello world"),
+                ("dur", "1.5s"),
+                ("size", "2KB"),
+                ("extra", "1"),
+            ]),
+            m.ts,
+            "level=changed extra=1".to_string(),
+        )],
+        1,
+    );
+    // label_format writes a parsed label too, replacing the metadata key:
+    // a later parser neither renames (`_extracted`) nor overwrites it.
+    let meta = fx.rows_of("job", "meta");
+    fx.check(
+        &s,
+        r#"{job="meta"} | pod="p1" | label_format user=`x{{.user}}` | line_format "user=new" | logfmt"#,
+        meta.iter()
+            .filter(|r| r.md.iter().any(|(k, v)| k == "pod" && v == "p1"))
+            .map(|r| {
+                let u = &r.md.iter().find(|(k, _)| k == "user").unwrap().1;
+                (
+                    lbl(&[("job", "meta"), ("pod", "p1"), ("user", &format!("x{u}"))]),
+                    r.ts,
+                    "user=new".to_string(),
+                )
+            })
+            .collect(),
+        3,
+    );
+}
+
+/// Regression: `label_format` kept the category of the renamed label (or of
+/// an existing destination), so a renamed stream label stayed a stream
+/// label. Since Loki 3.3 (#14515) both forms write parsed labels.
+#[test]
+fn regression_label_format_results_are_parsed_labels() {
+    let (s, fx) = setup();
+    let (start, end) = fx.range();
+    let apache = fx.rows_of("system", "apache");
+    let r = s.get_h(
+        "/loki/api/v1/query_range",
+        &[
+            (
+                "query",
+                r#"{system="apache"} |= "error" | label_format sev="x", sys=system, job="j2""#,
+            ),
+            ("start", &start),
+            ("end", &end),
+            ("limit", "2"),
+            ("direction", "forward"),
+        ],
+        &[("X-Loki-Response-Encoding-Flags", "categorize-labels")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let want: Vec<serde_json::Value> = apache
+        .iter()
+        .filter(|r| r.line.contains("error"))
+        .take(2)
+        .map(|r| {
+            serde_json::json!([r.ts.to_string(), r.line, {
+                "parsed": {"sev": "x", "sys": "apache", "job": "j2"}
+            }])
+        })
+        .collect();
+    assert_eq!(
+        v["data"]["result"],
+        serde_json::json!([{"stream": {}, "values": want}])
+    );
 }

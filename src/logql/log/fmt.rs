@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use super::template::{Template, TemplateData};
-use super::{Category, Lbs, PipelineError, ERR_TEMPLATE_FORMAT};
+use super::{Lbs, PipelineError, ERR_TEMPLATE_FORMAT};
 use crate::logql::syntax::ast::LabelFmt;
 
 /// What templates see for one entry.
@@ -106,12 +106,14 @@ impl LabelFormat {
                     if dst == src {
                         continue;
                     }
-                    let Some(cat) = lbs.category(src) else {
+                    // As Loki (since 3.3): the result is a parsed label,
+                    // whatever category the source had.
+                    if lbs.category(src).is_none() {
                         continue;
-                    };
+                    }
                     let v = lbs.get(src).unwrap_or("").to_string();
                     lbs.del(src);
-                    lbs.set_in(cat, dst, &v);
+                    lbs.set_parsed(dst, &v);
                 }
                 Op::Template { dst, tmpl } => {
                     text.clear();
@@ -124,10 +126,7 @@ impl LabelFormat {
                         tmpl.execute(&data, text)
                     };
                     match r {
-                        Ok(()) => {
-                            let cat = lbs.category(dst).unwrap_or(Category::Parsed);
-                            lbs.set_in(cat, dst, text);
-                        }
+                        Ok(()) => lbs.set_parsed(dst, text),
                         Err(e) => {
                             lbs.set_err(ERR_TEMPLATE_FORMAT);
                             lbs.set_err_details(&e.to_string());
@@ -170,7 +169,7 @@ mod tests {
     }
 
     #[test]
-    fn label_format_rename_drops_source_and_keeps_category() {
+    fn label_format_rename_drops_source_and_makes_a_parsed_label() {
         let p = pipeline(vec![
             logfmt(),
             Stage::LabelFormat(vec![
@@ -191,9 +190,13 @@ mod tests {
         let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
         let m = md(&[("trace_id", "t-1")]);
         let (_, r) = sp.process(1, b"level=error msg=x", &m).unwrap();
-        assert_eq!(r.stream.to_string(), r#"{service="svc"}"#);
-        assert_eq!(r.structured_metadata.to_string(), r#"{tid="t-1"}"#);
-        assert_eq!(r.parsed.to_string(), r#"{msg="x", severity="error"}"#);
+        // Loki #14515: renamed labels are parsed labels.
+        assert!(r.stream.is_empty());
+        assert!(r.structured_metadata.is_empty());
+        assert_eq!(
+            r.parsed.to_string(),
+            r#"{msg="x", service="svc", severity="error", tid="t-1"}"#
+        );
     }
 
     #[test]
@@ -214,8 +217,8 @@ mod tests {
         }])]);
         let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
         let (_, r) = sp.process(1, b"", &[]).unwrap();
-        assert_eq!(r.stream.to_string(), r#"{app="x"}"#);
-        assert!(r.parsed.is_empty());
+        assert!(r.stream.is_empty());
+        assert_eq!(r.parsed.to_string(), r#"{app="x"}"#);
         assert!(LabelFormat::new(&[
             LabelFmt::Rename {
                 dst: "a".into(),

@@ -301,22 +301,6 @@ impl Lbs {
         self.parsed.set(name, value);
     }
 
-    /// Sets a label in the given category.
-    pub(crate) fn set_in(&mut self, cat: Category, name: &str, value: &str) {
-        match cat {
-            Category::Parsed => self.set_parsed(name, value),
-            Category::Metadata => {
-                self.del(name);
-                self.meta.set(name, value);
-            }
-            Category::Stream => {
-                self.del(name);
-                self.modify_stream();
-                self.stream.set(name, value);
-            }
-        }
-    }
-
     /// Removes a label from whichever category holds it.
     pub(crate) fn del(&mut self, name: &str) {
         match name {
