@@ -2317,3 +2317,46 @@ fn regression_label_format_results_are_parsed_labels() {
         serde_json::json!([{"stream": {}, "values": want}])
     );
 }
+
+#[test]
+fn json_parameters_arrays_collisions_and_overwrites() {
+    let (s, fx) = setup();
+    let mixed = fx.rows_of("job", "mixed");
+    // An array is kept as its JSON text; a parameter named like a stream
+    // label becomes `_extracted`.
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "debug" | json list="nested.list", t="nested.t", job="level""#,
+        vec![(
+            lbl(&[
+                ("job", "mixed"),
+                ("list", "[1,2]"),
+                ("t", "true"),
+                ("job_extracted", "debug"),
+            ]),
+            mixed[7].ts,
+            mixed[7].line.clone(),
+        )],
+        1,
+    );
+    // json with parameters overwrites a label parsed before (unlike the
+    // other parsers, Loki's JSONExpressionParser does not skip extracted
+    // keys).
+    let m = fx.rows_of("job", "mixed")[0];
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "hello" | logfmt | line_format `{"level":"json"}` | json level="level""#,
+        vec![(
+            lbl(&[
+                ("job", "mixed"),
+                ("level", "json"),
+                ("msg", "hello world"),
+                ("dur", "1.5s"),
+                ("size", "2KB"),
+            ]),
+            m.ts,
+            r#"{"level":"json"}"#.to_string(),
+        )],
+        1,
+    );
+}
