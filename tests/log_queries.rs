@@ -2360,3 +2360,34 @@ fn json_parameters_arrays_collisions_and_overwrites() {
         1,
     );
 }
+
+#[test]
+fn template_runtime_errors_keep_the_line() {
+    let (s, fx) = setup();
+    let m = fx.rows_of("job", "mixed")[0];
+    // Division by zero fails at execution: TemplateFormatErr, line kept.
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "hello" | line_format "{{ div 1 0 }}" | drop __error_details__"#,
+        vec![(
+            lbl(&[("job", "mixed"), ("__error__", "TemplateFormatErr")]),
+            m.ts,
+            m.line.clone(),
+        )],
+        1,
+    );
+    fx.check(
+        &s,
+        r#"{job="mixed"} |= "hello" | label_format x="{{ div 1 0 }}", y="ok" | drop __error_details__"#,
+        vec![(
+            lbl(&[
+                ("job", "mixed"),
+                ("y", "ok"),
+                ("__error__", "TemplateFormatErr"),
+            ]),
+            m.ts,
+            m.line.clone(),
+        )],
+        1,
+    );
+}
