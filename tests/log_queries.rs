@@ -2391,3 +2391,64 @@ fn template_runtime_errors_keep_the_line() {
         1,
     );
 }
+
+#[test]
+fn unicode_lines_and_case_folding() {
+    let (s, fx) = setup();
+    let lines = [
+        "Größe ÜBER limit",
+        "grösse über",
+        "plain ascii uber",
+        "ÅNGSTRÖM ångström",
+    ];
+    let rows: Vec<Row> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Row {
+            labels: lbl(&[("job", "uni")]),
+            ts: fx.base + 4 * MS + i as i64 * MS,
+            line: l.to_string(),
+            md: vec![],
+        })
+        .collect();
+    push_rows(&s, &rows);
+    let refs: Vec<&Row> = rows.iter().collect();
+    fx.check(
+        &s,
+        r#"{job="uni"} |~ "(?i)über""#,
+        plain(&refs, |l| l.to_lowercase().contains("über")),
+        1,
+    );
+    fx.check(
+        &s,
+        r#"{job="uni"} |= "über""#,
+        plain(&refs, |l| l.contains("über")),
+        1,
+    );
+    fx.check(
+        &s,
+        r#"{job="uni"} |~ "(?i)ångström""#,
+        plain(&refs, |l| l.to_lowercase().contains("ångström")),
+        1,
+    );
+    fx.check(
+        &s,
+        r#"{job="uni"} !~ "(?i)ÜBER|ÅNGSTRÖM""#,
+        plain(&refs, |l| {
+            let l = l.to_lowercase();
+            !l.contains("über") && !l.contains("ångström")
+        }),
+        1,
+    );
+    // line_format with ToUpper on non-ASCII text.
+    fx.check(
+        &s,
+        r#"{job="uni"} |= "grösse" | line_format "{{ __line__ | ToUpper }}""#,
+        vec![(
+            rows[1].labels.clone(),
+            rows[1].ts,
+            "GRÖSSE ÜBER".to_string(),
+        )],
+        1,
+    );
+}
