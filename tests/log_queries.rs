@@ -2452,3 +2452,39 @@ fn unicode_lines_and_case_folding() {
         1,
     );
 }
+
+#[test]
+fn flushed_chunks_of_every_encoding_answer_alike() {
+    for enc in ["snappy", "none", "zstd"] {
+        let s = Server::start_with(&[
+            "--discover-log-levels=false",
+            "--discover-service-name=",
+            "--chunk-encoding",
+            enc,
+        ]);
+        let base = (common::now_ns() / 1_000_000_000 - 3600) * 1_000_000_000;
+        let (rows, _) = fixture_rows(base);
+        push_rows(&s, &rows);
+        s.flush();
+        let fx = Fx { base, rows };
+        let hub = fx.rows_of("job", "loghub");
+        fx.check(
+            &s,
+            r#"{job="loghub"} |~ "(?i)fail" != "preauth""#,
+            plain(&hub, |l| {
+                l.to_lowercase().contains("fail") && !l.contains("preauth")
+            }),
+            13,
+        );
+        let shop = shop_rows(&fx);
+        fx.check(
+            &s,
+            r#"{job="shop"} | json | level="warn""#,
+            shop.iter()
+                .filter(|(_, v)| v["level"] == "warn")
+                .map(|(r, v)| (shop_parsed(r, v), r.ts, r.line.clone()))
+                .collect(),
+            9,
+        );
+    }
+}
