@@ -2488,3 +2488,40 @@ fn flushed_chunks_of_every_encoding_answer_alike() {
         );
     }
 }
+
+#[test]
+fn detected_level_filters_with_default_ingestion() {
+    // Default flags: service_name discovered from `service`, and the JSON
+    // `level` field becomes `detected_level` structured metadata.
+    let s = Server::start();
+    let base = (common::now_ns() / 1_000_000_000 - 3600) * 1_000_000_000;
+    let (rows, _) = fixture_rows(base);
+    let shop_only: Vec<Row> = rows
+        .into_iter()
+        .filter(|r| r.labels["job"] == "shop")
+        .collect();
+    push_rows(&s, &shop_only);
+    let fx = Fx {
+        base,
+        rows: shop_only,
+    };
+    let shop = shop_rows(&fx);
+    for lvl in ["error", "warn", "debug"] {
+        let want: Vec<Want> = shop
+            .iter()
+            .filter(|(_, v)| v["level"] == lvl)
+            .map(|(r, _)| {
+                let mut l = r.labels.clone();
+                l.insert("service_name".into(), r.labels["service"].clone());
+                l.insert("detected_level".into(), lvl.into());
+                (l, r.ts, r.line.clone())
+            })
+            .collect();
+        fx.check(
+            &s,
+            &format!(r#"{{job="shop"}} | detected_level="{lvl}""#),
+            want,
+            5,
+        );
+    }
+}
