@@ -2525,3 +2525,86 @@ fn detected_level_filters_with_default_ingestion() {
         );
     }
 }
+
+/// Loki's `|>` test (`pattern.Matcher.Test`): the literals are found in
+/// order, no capture may be empty, and the line must end exactly where a
+/// trailing literal ends, or leave a non-empty rest for a trailing capture.
+fn pattern_test(pattern: &str, line: &str) -> bool {
+    // (is_capture, literal text)
+    let mut parts: Vec<(bool, &str)> = vec![];
+    let mut rest = pattern;
+    while let Some(i) = rest.find('<') {
+        let j = rest[i..].find('>').unwrap() + i;
+        if i > 0 {
+            parts.push((false, &rest[..i]));
+        }
+        parts.push((true, ""));
+        rest = &rest[j + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push((false, rest));
+    }
+    if line.is_empty() || parts.is_empty() {
+        return line.is_empty() && parts.is_empty();
+    }
+    let mut off = 0;
+    for (i, (cap, lit)) in parts.iter().enumerate() {
+        if *cap {
+            continue;
+        }
+        let Some(j) = line[off..].find(lit) else {
+            return false;
+        };
+        if i != 0 && j == 0 {
+            return false;
+        }
+        off += j + lit.len();
+    }
+    let ends_on_capture = parts.last().unwrap().0;
+    ends_on_capture == (off != line.len())
+}
+
+#[test]
+fn pattern_line_filter_edge_rules() {
+    let (s, fx) = setup();
+    let lines = ["foo bar baz", " bar ", "xfoo bar", "foo  bar"];
+    let rows: Vec<Row> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Row {
+            labels: lbl(&[("job", "pat")]),
+            ts: fx.base + 6 * MS + i as i64 * MS,
+            line: l.to_string(),
+            md: vec![],
+        })
+        .collect();
+    push_rows(&s, &rows);
+    let refs: Vec<&Row> = rows.iter().collect();
+    // Worked out by hand with the rules above: "<_> bar" needs the line to
+    // end right after " bar" with something before it; "foo <_>" is not
+    // anchored at the start ("xfoo bar" matches); "<_> bar <_>" rejects
+    // " bar " (empty captures) while "<_>bar<_>" accepts it.
+    let expect_match: [(&str, &[usize]); 6] = [
+        ("<_> bar", &[2, 3]),
+        ("<_> baz", &[0]),
+        ("foo <_>", &[0, 2, 3]),
+        ("<_> bar <_>", &[0]),
+        ("<_>bar<_>", &[0, 1]),
+        ("foo <_> baz", &[0]),
+    ];
+    for (pat, idx) in expect_match {
+        let by_rule: Vec<usize> = (0..lines.len())
+            .filter(|&i| pattern_test(pat, lines[i]))
+            .collect();
+        assert_eq!(by_rule, idx, "hand check of {pat:?}");
+        for (op, neg) in [("|>", false), ("!>", true)] {
+            let want = plain(&refs, |l| pattern_test(pat, l) != neg);
+            let q = format!(r#"{{job="pat"}} {op} "{pat}""#);
+            if want.is_empty() {
+                assert!(fx.query(&s, &q, 100, true).is_empty(), "{q}");
+            } else {
+                fx.check(&s, &q, want, 1);
+            }
+        }
+    }
+}
