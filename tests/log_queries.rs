@@ -2608,3 +2608,30 @@ fn pattern_line_filter_edge_rules() {
         }
     }
 }
+
+/// Regression: `decolorize` used its own escape parser and cut OSC titles,
+/// lone ESC bytes and two-byte escapes differently from Loki's pattern.
+#[test]
+fn regression_decolorize_cuts_like_lokis_pattern() {
+    let (s, fx) = setup();
+    let line = "\u{1b}]0;my title\u{7}done \u{1b}[?25lok\u{1b}M \u{1b}x end \u{1b}";
+    let row = Row {
+        labels: lbl(&[("job", "ansi")]),
+        ts: fx.base + 7 * MS,
+        line: line.to_string(),
+        md: vec![],
+    };
+    push_rows(&s, std::slice::from_ref(&row));
+    // By hand: `ESC ] 0 ; m` goes (then "y title" stays with its BEL),
+    // `ESC [ ? 25 l` and `ESC M` go, `ESC x` and the final ESC stay.
+    fx.check(
+        &s,
+        r#"{job="ansi"} | decolorize"#,
+        vec![(
+            row.labels.clone(),
+            row.ts,
+            "y title\u{7}done ok \u{1b}x end \u{1b}".to_string(),
+        )],
+        1,
+    );
+}

@@ -1,50 +1,30 @@
-//! `| decolorize`: strips ANSI escape sequences (CSI `ESC [ ... final`,
-//! OSC `ESC ] ... BEL|ESC \`, and two-byte `ESC x`) from the line.
+//! `| decolorize`: strips ANSI escape sequences from the line with the
+//! same pattern as Loki (the `stripansi` expression in `pkg/logql/log/fmt.go`),
+//! so that odd sequences are cut exactly where Loki cuts them.
 
-/// True when the line contains an escape byte.
+use std::sync::OnceLock;
+
+use regex::bytes::Regex;
+
+/// Loki's `ansiPattern`, in Rust regex syntax: `[` escaped inside the
+/// class, and ASCII digits where Go's `\d` is ASCII-only.
+const ANSI_PATTERN: &str = r"[\x{1B}\x{9B}][\[\]()#;?]*(?:(?:(?:[a-zA-Z0-9]*(?:;[a-zA-Z0-9]*)*)?\x{07})|(?:(?:[0-9]{1,4}(?:;[0-9]{0,4})*)?[0-9A-PRZcf-ntqry=><~]))";
+
+fn ansi() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(ANSI_PATTERN).expect("the ANSI pattern is valid"))
+}
+
+/// True when the line may contain an escape: an ESC byte, or the second
+/// byte of U+009B (CSI) in UTF-8.
 #[inline]
 pub fn has_escape(line: &[u8]) -> bool {
-    memchr::memchr(0x1b, line).is_some()
+    memchr::memchr2(0x1b, 0x9b, line).is_some()
 }
 
 /// Appends `line` without its ANSI escape sequences to `out`.
 pub fn decolorize(line: &[u8], out: &mut Vec<u8>) {
-    let mut i = 0;
-    while i < line.len() {
-        let c = line[i];
-        if c != 0x1b {
-            out.push(c);
-            i += 1;
-            continue;
-        }
-        match line.get(i + 1) {
-            Some(b'[') => {
-                // CSI: parameters and intermediates, then a final byte 0x40..=0x7e.
-                let mut j = i + 2;
-                while j < line.len() && !(0x40..=0x7e).contains(&line[j]) {
-                    j += 1;
-                }
-                i = (j + 1).min(line.len());
-            }
-            Some(b']') => {
-                let mut j = i + 2;
-                while j < line.len() {
-                    if line[j] == 0x07 {
-                        j += 1;
-                        break;
-                    }
-                    if line[j] == 0x1b && line.get(j + 1) == Some(&b'\\') {
-                        j += 2;
-                        break;
-                    }
-                    j += 1;
-                }
-                i = j;
-            }
-            Some(_) => i += 2,
-            None => i += 1,
-        }
-    }
+    out.extend_from_slice(&ansi().replace_all(line, &b""[..]));
 }
 
 #[cfg(test)]
@@ -68,8 +48,24 @@ mod tests {
         assert_eq!(strip("\x1b[1;32;40mok\x1b[K done"), "ok done");
         assert_eq!(strip("\x1b]0;title\x07text"), "text");
         assert_eq!(strip("plain"), "plain");
-        assert_eq!(strip("trailing \x1b"), "trailing ");
+        // A lone ESC is no sequence; a cut CSI ends on its last digit.
+        assert_eq!(strip("trailing \x1b"), "trailing \x1b");
         assert_eq!(strip("cut \x1b[31"), "cut ");
+    }
+
+    #[test]
+    fn cuts_where_lokis_pattern_cuts() {
+        // An OSC title with a space: Loki's pattern takes `ESC ] 0 ; m`
+        // (an `m` final byte) and leaves the rest.
+        assert_eq!(strip("\x1b]0;my title\x07x"), "y title\x07x");
+        // Two-byte ESC M (reverse index), private CSI, 8-bit CSI.
+        assert_eq!(strip("a\x1bMb"), "ab");
+        assert_eq!(strip("\x1b[?25lhidden\x1b[?25h"), "hidden");
+        assert_eq!(strip("\u{9b}31mred"), "red");
+        // ESC followed by a byte outside the final set stays.
+        assert_eq!(strip("\x1bx"), "\x1bx");
+        // Non-ASCII text with a 0x9b continuation byte is left alone.
+        assert_eq!(strip("Û ok"), "Û ok");
     }
 
     #[test]
