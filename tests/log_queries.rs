@@ -2635,3 +2635,58 @@ fn regression_decolorize_cuts_like_lokis_pattern() {
         1,
     );
 }
+
+#[test]
+fn bytes_and_duration_label_values() {
+    let (s, fx) = setup();
+    // (size text, bytes by hand; duration text, ns by hand)
+    let vals: [(&str, f64, &str, f64); 7] = [
+        ("2KB", 2000.0, "1h30m", 5400e9),
+        ("2KiB", 2048.0, "1.5s", 1.5e9),
+        ("1.5 MB", 1.5e6, "250ms", 250e6),
+        ("999B", 999.0, "500us", 500e3),
+        ("1000", 1000.0, "2µs", 2e3),
+        ("1kb", 1000.0, "-5m", -300e9),
+        ("3 GiB", 3.0 * 1024.0 * 1024.0 * 1024.0, "90s", 90e9),
+    ];
+    let rows: Vec<Row> = vals
+        .iter()
+        .enumerate()
+        .map(|(i, (sz, _, d, _))| Row {
+            labels: lbl(&[("job", "units")]),
+            ts: fx.base + 8 * MS + i as i64 * MS,
+            line: format!(r#"size="{sz}" dur={d}"#),
+            md: vec![],
+        })
+        .collect();
+    push_rows(&s, &rows);
+    let with = |keep: &dyn Fn(f64, f64) -> bool| -> Vec<Want> {
+        rows.iter()
+            .zip(vals.iter())
+            .filter(|(_, v)| keep(v.1, v.3))
+            .map(|(r, v)| {
+                (
+                    lbl(&[("job", "units"), ("size", v.0), ("dur", v.2)]),
+                    r.ts,
+                    r.line.clone(),
+                )
+            })
+            .collect()
+    };
+    let cases: [(&str, &dyn Fn(f64, f64) -> bool); 6] = [
+        ("size >= 1KB", &|b, _| b >= 1000.0),
+        ("size > 1KiB", &|b, _| b > 1024.0),
+        ("size < 1.5MB", &|b, _| b < 1.5e6),
+        ("dur >= 90s", &|_, d| d >= 90e9),
+        ("dur < 1ms", &|_, d| d < 1e6),
+        ("dur > 1s and size <= 2KiB", &|b, d| d > 1e9 && b <= 2048.0),
+    ];
+    for (f, keep) in cases {
+        fx.check(
+            &s,
+            &format!(r#"{{job="units"}} | logfmt | {f}"#),
+            with(keep),
+            2,
+        );
+    }
+}
