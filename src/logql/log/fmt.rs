@@ -66,6 +66,9 @@ impl LineFormat {
     }
 }
 
+/// Templates per `label_format` stage whose outputs fit without allocating.
+const MAX_SNAPSHOT: usize = 16;
+
 #[derive(Debug)]
 enum Op {
     Rename { dst: String, src: String },
@@ -103,37 +106,94 @@ impl LabelFormat {
         Ok(LabelFormat { ops })
     }
 
+    /// Runs the operations in order. As in Loki, every template of one
+    /// stage sees the labels as they were when the stage's first template
+    /// ran, so `a="x", b="{{.a}}"` gives `b` the old `a`; renames apply in
+    /// order. The outputs of the templates are therefore all computed at
+    /// the first one, into `text` (ends kept in a small array; a stage with
+    /// more than [`MAX_SNAPSHOT`] templates allocates).
     pub(crate) fn process(&self, ts: i64, line: &[u8], lbs: &mut Lbs, text: &mut String) {
-        for op in &self.ops {
+        // One end offset per template in `text`; `usize::MAX` marks an
+        // execution error.
+        let mut ends_small = [0usize; MAX_SNAPSHOT];
+        let mut ends_big: Vec<usize> = Vec::new();
+        let mut errors: Vec<(usize, String)> = Vec::new();
+        let mut evaluated = false;
+        let mut k = 0usize; // index of the current template
+        for (i, op) in self.ops.iter().enumerate() {
             match op {
                 Op::Rename { dst, src } => {
-                    // As Loki: the value moves to `dst` as a parsed label and
-                    // `src` is removed from whichever category held it.
-                    if dst == src || lbs.get(src).is_none() {
+                    if dst == src {
                         continue;
                     }
-                    text.clear();
-                    text.push_str(lbs.get(src).unwrap_or(""));
-                    lbs.set_parsed(dst, text);
+                    // As Loki (since 3.3): the result is a parsed label,
+                    // whatever category the source had.
+                    if lbs.get(src).is_none() {
+                        continue;
+                    }
+                    let v = lbs.get(src).unwrap_or("").to_string();
                     lbs.del(src);
+                    lbs.set_parsed(dst, &v);
                 }
-                Op::Template { dst, tmpl } => {
-                    text.clear();
-                    let r = {
+                Op::Template { dst, .. } => {
+                    if !evaluated {
+                        evaluated = true;
+                        text.clear();
                         let data = Data {
                             lbs,
                             line: String::from_utf8_lossy(line),
                             ts,
                         };
-                        tmpl.execute(&data, text)
-                    };
-                    match r {
-                        Ok(()) => lbs.set_parsed(dst, text),
-                        Err(e) => {
-                            lbs.set_err(ERR_TEMPLATE_FORMAT);
-                            lbs.set_err_details(&e.to_string());
+                        let rest = self.ops[i..].iter().filter_map(|o| match o {
+                            Op::Template { tmpl, .. } => Some(tmpl),
+                            Op::Rename { .. } => None,
+                        });
+                        for (j, tmpl) in rest.enumerate() {
+                            let before = text.len();
+                            let end = match tmpl.execute(&data, text) {
+                                Ok(()) => text.len(),
+                                Err(e) => {
+                                    // Drop any partial output.
+                                    text.truncate(before);
+                                    errors.push((j, e.to_string()));
+                                    usize::MAX
+                                }
+                            };
+                            match ends_small.get_mut(j) {
+                                Some(slot) => *slot = end,
+                                None => ends_big.push(end),
+                            }
                         }
                     }
+                    let end_of = |j: usize| -> usize {
+                        ends_small
+                            .get(j)
+                            .copied()
+                            .or_else(|| ends_big.get(j - MAX_SNAPSHOT).copied())
+                            .unwrap_or(usize::MAX)
+                    };
+                    let end = end_of(k);
+                    if end == usize::MAX {
+                        let msg = errors
+                            .iter()
+                            .find(|(j, _)| *j == k)
+                            .map(|(_, m)| m.as_str())
+                            .unwrap_or("");
+                        lbs.set_err(ERR_TEMPLATE_FORMAT);
+                        lbs.set_err_details(msg);
+                    } else {
+                        // The start is the end of the last successful
+                        // template before this one.
+                        let start = (0..k)
+                            .rev()
+                            .map(end_of)
+                            .find(|e| *e != usize::MAX)
+                            .unwrap_or(0);
+                        if let Some(v) = text.get(start..end) {
+                            lbs.set_parsed(dst, v);
+                        }
+                    }
+                    k += 1;
                 }
             }
         }
@@ -171,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn label_format_rename_drops_source_and_sets_a_parsed_label() {
+    fn label_format_rename_drops_source_and_makes_a_parsed_label() {
         let p = pipeline(vec![
             logfmt(),
             Stage::LabelFormat(vec![
@@ -192,6 +252,7 @@ mod tests {
         let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
         let m = md(&[("trace_id", "t-1")]);
         let (_, r) = sp.process(1, b"level=error msg=x", &m).unwrap();
+        // Loki #14515: renamed labels are parsed labels.
         assert!(r.stream.is_empty());
         assert!(r.structured_metadata.is_empty());
         assert_eq!(
@@ -218,7 +279,6 @@ mod tests {
         }])]);
         let mut sp = p.for_stream(&labels(r#"{app="svc"}"#));
         let (_, r) = sp.process(1, b"", &[]).unwrap();
-        // As Loki, a formatted label is parsed and shadows the stream label.
         assert!(r.stream.is_empty());
         assert_eq!(r.parsed.to_string(), r#"{app="x"}"#);
         assert!(LabelFormat::new(&[
@@ -232,6 +292,48 @@ mod tests {
             },
         ])
         .is_err());
+    }
+
+    #[test]
+    fn label_format_templates_see_labels_as_of_the_first_template() {
+        // Loki builds the template data once per stage, at its first
+        // template: `b` sees the old `a`, and neither `r` (renamed after
+        // that) nor the loss of `level`.
+        let p = pipeline(vec![
+            logfmt(),
+            Stage::LabelFormat(vec![
+                LabelFmt::Template {
+                    dst: "a".into(),
+                    template: "x".into(),
+                },
+                LabelFmt::Rename {
+                    dst: "r".into(),
+                    src: "level".into(),
+                },
+                LabelFmt::Template {
+                    dst: "b".into(),
+                    template: "{{.a}}|{{.r}}|{{.level}}".into(),
+                },
+            ]),
+        ]);
+        let (_, l) = run(&p, "level=error a=orig").unwrap();
+        assert_eq!(l, r#"{a="x", app="svc", b="orig||error", r="error"}"#);
+        // A rename before the first template is seen by it.
+        let p = pipeline(vec![
+            logfmt(),
+            Stage::LabelFormat(vec![
+                LabelFmt::Rename {
+                    dst: "r".into(),
+                    src: "level".into(),
+                },
+                LabelFmt::Template {
+                    dst: "b".into(),
+                    template: "{{.r}}-{{.level}}".into(),
+                },
+            ]),
+        ]);
+        let (_, l) = run(&p, "level=warn").unwrap();
+        assert_eq!(l, r#"{app="svc", b="warn-", r="warn"}"#);
     }
 }
 

@@ -78,9 +78,15 @@ impl IpMatcher {
             let v4 = at(i).is_ascii_digit()
                 && (at(i + 1) == b'.' || at(i + 2) == b'.' || at(i + 3) == b'.');
             if v4 || ipv6_hint(&[at(i), at(i + 1), at(i + 2), at(i + 3), at(i + 4)]) {
+                // As Loki: an IPv4 token takes only digits and dots, so
+                // that `10.0.0.1:8080` yields `10.0.0.1`.
                 let len = text[i..]
                     .iter()
-                    .take_while(|c| c.is_ascii_hexdigit() || **c == b'.' || **c == b':')
+                    .take_while(|c| {
+                        c.is_ascii_digit()
+                            || **c == b'.'
+                            || (!v4 && (c.is_ascii_hexdigit() || **c == b':'))
+                    })
                     .count();
                 let tok = &text[i..i + len];
                 if let Some(ip) = std::str::from_utf8(tok)
@@ -147,6 +153,15 @@ mod tests {
         assert!(IpMatcher::new("300.1.1.1").is_err());
         assert!(IpMatcher::new("10.0.0.9-10.0.0.1").is_err());
         assert!(IpMatcher::new("1.2.3.4/33").is_err());
+    }
+
+    #[test]
+    fn ipv4_followed_by_port_still_matches() {
+        let r = IpMatcher::new("10.250.0.0-10.251.255.255").unwrap();
+        assert!(r.matches_text(b"blockMap updated: 10.251.73.220:50010 is added"));
+        assert!(!r.matches_text(b"blockMap updated: 10.252.73.220:50010 is added"));
+        let a = IpMatcher::new("10.0.0.1").unwrap();
+        assert!(a.matches_text(b"peer=10.0.0.1:80"));
     }
 
     #[test]
