@@ -15,7 +15,10 @@ struct Block {
 }
 
 fn block(lines: &[String]) -> Block {
-    let mut b = Block { lines: Vec::new(), offsets: vec![0] };
+    let mut b = Block {
+        lines: Vec::new(),
+        offsets: vec![0],
+    };
     for l in lines {
         b.lines.extend_from_slice(l.as_bytes());
         b.offsets.push(b.lines.len() as u32);
@@ -26,7 +29,8 @@ fn block(lines: &[String]) -> Block {
 fn loghub_lines() -> Vec<String> {
     let mut out = Vec::new();
     for f in ["Apache", "HDFS", "OpenSSH", "Linux", "Spark", "Zookeeper"] {
-        let text = std::fs::read_to_string(format!("testdata/loghub/{f}_2k.log")).expect("testdata/loghub");
+        let text = std::fs::read_to_string(format!("testdata/loghub/{f}_2k.log"))
+            .expect("testdata/loghub");
         out.extend(text.lines().map(String::from));
     }
     out
@@ -35,7 +39,12 @@ fn loghub_lines() -> Vec<String> {
 fn logfmt_lines() -> Vec<String> {
     miniloki::demo::generate(7, 10_000, 1_700_000_000_000_000_000, 1_000_000)
         .into_iter()
-        .map(|r| format!("ts={} level={} event={} service={} trace_id={} duration={}ms", r.ts, r.level, r.event, r.service, r.trace_id, r.duration_ms))
+        .map(|r| {
+            format!(
+                "ts={} level={} event={} service={} trace_id={} duration={}ms",
+                r.ts, r.level, r.event, r.service, r.trace_id, r.duration_ms
+            )
+        })
         .collect()
 }
 
@@ -82,12 +91,41 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.finish();
-    run_lines(c, "literal_filter_per_line", "{app=\"x\"} |= \"Failed password\"", &hub);
-    run_lines(c, "regex_filter", "{app=\"x\"} |~ \"Failed password for .* from 1[0-9]+\"", &hub);
-    run_lines(c, "case_insensitive_regex", "{app=\"x\"} |~ \"(?i)exception\"", &hub);
-    let json: Vec<String> = miniloki::demo::generate(7, 10_000, 1_700_000_000_000_000_000, 1_000_000).into_iter().map(|r| r.line).collect();
-    run_lines(c, "json_level_error", "{app=\"x\"} | json | level=\"error\"", &json);
-    run_lines(c, "logfmt_duration", "{app=\"x\"} | logfmt | duration > 200ms", &logfmt_lines());
+    run_lines(
+        c,
+        "literal_filter_per_line",
+        "{app=\"x\"} |= \"Failed password\"",
+        &hub,
+    );
+    run_lines(
+        c,
+        "regex_filter",
+        "{app=\"x\"} |~ \"Failed password for .* from 1[0-9]+\"",
+        &hub,
+    );
+    run_lines(
+        c,
+        "case_insensitive_regex",
+        "{app=\"x\"} |~ \"(?i)exception\"",
+        &hub,
+    );
+    let json: Vec<String> =
+        miniloki::demo::generate(7, 10_000, 1_700_000_000_000_000_000, 1_000_000)
+            .into_iter()
+            .map(|r| r.line)
+            .collect();
+    run_lines(
+        c,
+        "json_level_error",
+        "{app=\"x\"} | json | level=\"error\"",
+        &json,
+    );
+    run_lines(
+        c,
+        "logfmt_duration",
+        "{app=\"x\"} | logfmt | duration > 200ms",
+        &logfmt_lines(),
+    );
 }
 
 criterion_group!(pipeline_benches, benches);

@@ -12,18 +12,26 @@ use std::time::Instant;
 
 use miniloki::labels::Labels;
 use miniloki::logql::eval::{Engine, QueryLimits, QueryParams, QueryResult};
-use miniloki::storage::{Direction, PushEntry, PushStream, Store, StorageConfig, SyncPolicy};
+use miniloki::storage::{Direction, PushEntry, PushStream, StorageConfig, Store, SyncPolicy};
 
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
 
 fn main() {
-    let n: usize = std::env::var("MINILOKI_BENCH_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
+    let n: usize = std::env::var("MINILOKI_BENCH_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
     let only = std::env::var("MINILOKI_BENCH_ONLY").ok();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = StorageConfig::new(dir.path());
@@ -36,13 +44,26 @@ fn main() {
     for e in std::fs::read_dir("testdata/loghub").expect("testdata/loghub") {
         let p = e.expect("entry").path();
         if p.extension().is_some_and(|x| x == "log") {
-            plain.extend(std::fs::read_to_string(&p).expect("read").lines().map(String::from));
+            plain.extend(
+                std::fs::read_to_string(&p)
+                    .expect("read")
+                    .lines()
+                    .map(String::from),
+            );
         }
     }
-    let json: Vec<String> = miniloki::demo::generate(1, 20_000, 0, 1).into_iter().map(|r| r.line).collect();
+    let json: Vec<String> = miniloki::demo::generate(1, 20_000, 0, 1)
+        .into_iter()
+        .map(|r| r.line)
+        .collect();
     let streams = 100usize;
     let day_ns: i64 = 24 * 3600 * 1_000_000_000;
-    let end = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64 / 60_000_000_000) * 60_000_000_000;
+    let end = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+        / 60_000_000_000)
+        * 60_000_000_000;
     let start = end - day_ns;
     let step_ns = day_ns / n as i64;
     let t0 = Instant::now();
@@ -56,16 +77,31 @@ fn main() {
                     ("job", "bench".to_string()),
                     ("service", format!("svc-{}", s % 10)),
                     ("instance", format!("i-{s}")),
-                    ("format", if s % 2 == 0 { "plain".to_string() } else { "json".to_string() }),
+                    (
+                        "format",
+                        if s % 2 == 0 {
+                            "plain".to_string()
+                        } else {
+                            "json".to_string()
+                        },
+                    ),
                 ]),
                 entries: Vec::with_capacity(batch / streams + 1),
             })
             .collect();
         for k in i..(i + batch).min(n) {
             let s = k % streams;
-            let line = if s % 2 == 0 { plain[k % plain.len()].clone() } else { json[k % json.len()].clone() };
+            let line = if s % 2 == 0 {
+                plain[k % plain.len()].clone()
+            } else {
+                json[k % json.len()].clone()
+            };
             bytes += line.len() as u64;
-            per[s].entries.push(PushEntry { ts: start + k as i64 * step_ns, line, metadata: Vec::new() });
+            per[s].entries.push(PushEntry {
+                ts: start + k as i64 * step_ns,
+                line,
+                metadata: Vec::new(),
+            });
         }
         store.append("bench", per).expect("append");
         i += batch;
@@ -81,9 +117,19 @@ fn main() {
         peak_rss_mb()
     );
     let disk: u64 = walk(dir.path());
-    println!("on disk: {:.0} MB ({:.1}x compression)", disk as f64 / 1e6, bytes as f64 / disk.max(1) as f64);
+    println!(
+        "on disk: {:.0} MB ({:.1}x compression)",
+        disk as f64 / 1e6,
+        bytes as f64 / disk.max(1) as f64
+    );
 
-    let engine = Engine::new(Arc::clone(&store), QueryLimits { max_query_series: 100_000, ..QueryLimits::default() });
+    let engine = Engine::new(
+        Arc::clone(&store),
+        QueryLimits {
+            max_query_series: 100_000,
+            ..QueryLimits::default()
+        },
+    );
     let queries: [(&str, &str, bool); 7] = [
         ("literal", "{job=\"bench\", format=\"plain\"} |= \"no-such-literal-anywhere\"", false),
         ("literal_hit", "{job=\"bench\", format=\"plain\"} |= \"Failed password\"", false),
@@ -108,7 +154,9 @@ fn main() {
         };
         let ctx = engine.context();
         let t = Instant::now();
-        let r = engine.query("bench", q, &params, &ctx).unwrap_or_else(|e| panic!("{q}: {e}"));
+        let r = engine
+            .query("bench", q, &params, &ctx)
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
         let secs = t.elapsed().as_secs_f64();
         let st = ctx.stats.lock().clone();
         let size = match &r {
@@ -132,7 +180,10 @@ fn walk(p: &std::path::Path) -> u64 {
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| {
-                    let m = e.metadata().map(|m| (m.is_dir(), m.len())).unwrap_or((false, 0));
+                    let m = e
+                        .metadata()
+                        .map(|m| (m.is_dir(), m.len()))
+                        .unwrap_or((false, 0));
                     if m.0 {
                         walk(&e.path())
                     } else {

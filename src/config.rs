@@ -460,7 +460,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, &doc[start..end]).unwrap();
-        let c = Config::resolve(&ServeArgs { config: Some(path), ..Default::default() }).unwrap();
+        let c = Config::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(c.ingest.max_label_names_per_series, 15);
         assert_eq!(c.storage.chunk_idle_period, Duration::from_secs(1800));
         assert_eq!(c.otlp.resource_attributes.attributes_config.len(), 1);

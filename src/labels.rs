@@ -178,7 +178,11 @@ pub fn parse_labels(input: &str) -> Result<Labels, LabelParseError> {
     let inner = s
         .strip_prefix('{')
         .and_then(|r| r.strip_suffix('}'))
-        .ok_or_else(|| err(format!("1:1: parse error: unexpected input {s:?}, expected '{{'")))?;
+        .ok_or_else(|| {
+            err(format!(
+                "1:1: parse error: unexpected input {s:?}, expected '{{'"
+            ))
+        })?;
     let bytes = inner.as_bytes();
     let mut i = 0usize;
     let mut out: Vec<(String, String)> = Vec::new();
@@ -285,7 +289,11 @@ pub fn unquote_go_prefix(s: &str) -> Result<(String, usize), String> {
                         }
                         if e == 'x' {
                             // \x is a byte; only ASCII bytes form valid UTF-8 alone.
-                            out.push(char::from_u32(v).filter(|_| v < 0x80).ok_or("invalid \\x escape")?);
+                            out.push(
+                                char::from_u32(v)
+                                    .filter(|_| v < 0x80)
+                                    .ok_or("invalid \\x escape")?,
+                            );
                         } else {
                             out.push(char::from_u32(v).ok_or("invalid unicode escape")?);
                         }
@@ -296,7 +304,11 @@ pub fn unquote_go_prefix(s: &str) -> Result<(String, usize), String> {
                             let (_, o) = chars.next().ok_or("short octal escape")?;
                             v = v * 8 + o.to_digit(8).ok_or("invalid octal escape")?;
                         }
-                        out.push(char::from_u32(v).filter(|_| v < 0x80).ok_or("invalid octal escape")?);
+                        out.push(
+                            char::from_u32(v)
+                                .filter(|_| v < 0x80)
+                                .ok_or("invalid octal escape")?,
+                        );
                     }
                     other => return Err(format!("unknown escape sequence \\{other}")),
                 }

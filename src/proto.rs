@@ -14,13 +14,19 @@ pub mod opentelemetry {
         pub mod common {
             pub mod v1 {
                 #![allow(clippy::all, missing_docs)]
-                include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.common.v1.rs"));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.common.v1.rs"
+                ));
             }
         }
         pub mod resource {
             pub mod v1 {
                 #![allow(clippy::all, missing_docs)]
-                include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.resource.v1.rs"));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.resource.v1.rs"
+                ));
             }
         }
         pub mod logs {
@@ -33,7 +39,10 @@ pub mod opentelemetry {
             pub mod logs {
                 pub mod v1 {
                     #![allow(clippy::all, missing_docs)]
-                    include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.collector.logs.v1.rs"));
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/opentelemetry.proto.collector.logs.v1.rs"
+                    ));
                 }
             }
         }

@@ -223,17 +223,23 @@ fn ready_buildinfo_metrics_and_unknown_paths() {
             .unwrap_or_else(|| panic!("{name} missing from /metrics"))
     };
     assert!(value(&r.body, "miniloki_wal_bytes_written_total ") > 0.0);
-    assert!(value(&r.body, "miniloki_wal_fsyncs_total ") >= 1.0, "a 204 in batch mode waited for an fsync");
+    assert!(
+        value(&r.body, "miniloki_wal_fsyncs_total ") >= 1.0,
+        "a 204 in batch mode waited for an fsync"
+    );
     assert!(value(&r.body, "loki_distributor_lines_received_total") >= 1.0);
     assert_eq!(value(&r.body, "miniloki_active_streams "), 1.0);
     assert!(value(&r.body, "process_resident_memory_bytes ") > 0.0);
     // A rejected line is counted by reason.
     let big = "x".repeat(300 * 1024);
-    let bad = json!({"streams": [{"stream": {"app": "m"}, "values": [[now_ns().to_string(), big]]}]});
+    let bad =
+        json!({"streams": [{"stream": {"app": "m"}, "values": [[now_ns().to_string(), big]]}]});
     assert_eq!(s.push_json(&bad).status, 400);
     let r = s.get("/metrics", &[]);
     assert!(
-        r.body.lines().any(|l| l.starts_with("loki_discarded_samples_total") && l.contains("line_too_long")),
+        r.body
+            .lines()
+            .any(|l| l.starts_with("loki_discarded_samples_total") && l.contains("line_too_long")),
         "{}",
         r.body
     );

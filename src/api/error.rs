@@ -49,7 +49,9 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> ApiError {
         match e {
             StorageError::InvalidMatcher(m) => ApiError::bad_request(m),
-            StorageError::InvalidTenant(t) => ApiError::bad_request(format!("invalid tenant ID: {t}")),
+            StorageError::InvalidTenant(t) => {
+                ApiError::bad_request(format!("invalid tenant ID: {t}"))
+            }
             StorageError::ShuttingDown => ApiError::new(503, e.to_string()),
             other => ApiError::internal(other.to_string()),
         }

@@ -379,7 +379,8 @@ impl Engine {
         let min_seg = st.head_min_seg;
         match st.head.cut(self.cfg.codec, self.cfg.block_size) {
             Ok(Some(c)) => {
-                self.cut_pending_bytes.fetch_add(c.data.len() as u64, Ordering::Relaxed);
+                self.cut_pending_bytes
+                    .fetch_add(c.data.len() as u64, Ordering::Relaxed);
                 st.cut.push(CutChunk {
                     chunk: Arc::new(c),
                     min_seg,
@@ -963,8 +964,12 @@ impl Engine {
             {
                 use std::sync::atomic::Ordering::Relaxed;
                 super::METRICS.blocks_flushed.fetch_add(1, Relaxed);
-                super::METRICS.chunks_flushed.fetch_add(chunks as u64, Relaxed);
-                super::METRICS.bytes_flushed.fetch_add(bytes as u64, Relaxed);
+                super::METRICS
+                    .chunks_flushed
+                    .fetch_add(chunks as u64, Relaxed);
+                super::METRICS
+                    .bytes_flushed
+                    .fetch_add(bytes as u64, Relaxed);
             }
             tracing::info!(message = "Flushed block.", block = %b.id, chunks, streams = series.len(), bytes, elapsed_ms = started.elapsed().as_millis() as u64);
             t.blocks.write().push(Arc::new(b));

@@ -56,14 +56,37 @@ impl StorageMetrics {
     pub fn render(&self, out: &mut String) {
         use std::sync::atomic::Ordering::Relaxed;
         let rows = [
-            ("miniloki_wal_bytes_written_total", "Bytes written to the write-ahead log.", &self.wal_bytes_written),
-            ("miniloki_wal_fsyncs_total", "fsync calls on WAL segments (one per group commit).", &self.wal_fsyncs),
-            ("miniloki_blocks_flushed_total", "Blocks written to disk.", &self.blocks_flushed),
-            ("miniloki_chunks_flushed_total", "Chunks written to disk in blocks.", &self.chunks_flushed),
-            ("miniloki_bytes_flushed_total", "Bytes of blocks written to disk.", &self.bytes_flushed),
+            (
+                "miniloki_wal_bytes_written_total",
+                "Bytes written to the write-ahead log.",
+                &self.wal_bytes_written,
+            ),
+            (
+                "miniloki_wal_fsyncs_total",
+                "fsync calls on WAL segments (one per group commit).",
+                &self.wal_fsyncs,
+            ),
+            (
+                "miniloki_blocks_flushed_total",
+                "Blocks written to disk.",
+                &self.blocks_flushed,
+            ),
+            (
+                "miniloki_chunks_flushed_total",
+                "Chunks written to disk in blocks.",
+                &self.chunks_flushed,
+            ),
+            (
+                "miniloki_bytes_flushed_total",
+                "Bytes of blocks written to disk.",
+                &self.bytes_flushed,
+            ),
         ];
         for (name, help, v) in rows {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", v.load(Relaxed)));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                v.load(Relaxed)
+            ));
         }
     }
 }

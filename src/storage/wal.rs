@@ -251,11 +251,15 @@ impl Wal {
         if !buf.is_empty() {
             let SegFile { file, path } = &mut *f;
             file.write_all(buf).map_err(|e| io_err(path, e))?;
-            super::METRICS.wal_bytes_written.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            super::METRICS
+                .wal_bytes_written
+                .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
         if sync {
             f.file.sync_data().map_err(|e| io_err(&f.path, e))?;
-            super::METRICS.wal_fsyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            super::METRICS
+                .wal_fsyncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
@@ -272,7 +276,9 @@ impl Wal {
         st.leader = true;
         let r = parking_lot::MutexGuard::unlocked(&mut st, || {
             let f = self.file.lock();
-            super::METRICS.wal_fsyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            super::METRICS
+                .wal_fsyncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             f.file.sync_data().map_err(|e| io_err(&f.path, e))
         });
         if r.is_ok() {

@@ -34,7 +34,10 @@ impl EvalError {
     /// The HTTP status Loki answers with.
     pub fn status(&self) -> u16 {
         match self {
-            EvalError::Parse(_) | EvalError::Pipeline(_) | EvalError::Limit(_) | EvalError::BadRequest(_) => 400,
+            EvalError::Parse(_)
+            | EvalError::Pipeline(_)
+            | EvalError::Limit(_)
+            | EvalError::BadRequest(_) => 400,
             EvalError::Timeout => 504,
             EvalError::Canceled => 499,
             EvalError::Storage(_) => 500,

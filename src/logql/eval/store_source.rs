@@ -27,10 +27,20 @@ pub struct StoreSource<'a> {
 }
 
 impl<'a> StoreSource<'a> {
-    pub fn new(store: &'a Store, tenant: &'a str, ctx: &'a QueryContext, expr: &MetricExpr) -> StoreSource<'a> {
+    pub fn new(
+        store: &'a Store,
+        tenant: &'a str,
+        ctx: &'a QueryContext,
+        expr: &MetricExpr,
+    ) -> StoreSource<'a> {
         let mut groups = HashMap::new();
         collect_groups(expr, None, &mut groups);
-        StoreSource { store, tenant, ctx, groups }
+        StoreSource {
+            store,
+            tenant,
+            ctx,
+            groups,
+        }
     }
 }
 
@@ -39,7 +49,11 @@ impl<'a> StoreSource<'a> {
 /// anything else (no aggregation, `without`, topk, binary operators,
 /// label_replace) every label. Loki uses this to parse only what is needed,
 /// so `sum(count_over_time({a="b"} | json [1m]))` works on non-JSON lines.
-fn collect_groups(e: &MetricExpr, outer: Option<Vec<String>>, out: &mut HashMap<usize, Option<Vec<String>>>) {
+fn collect_groups(
+    e: &MetricExpr,
+    outer: Option<Vec<String>>,
+    out: &mut HashMap<usize, Option<Vec<String>>>,
+) {
     match e {
         MetricExpr::RangeAgg(r) => {
             let g = match &r.grouping {
@@ -51,13 +65,17 @@ fn collect_groups(e: &MetricExpr, outer: Option<Vec<String>>, out: &mut HashMap<
         }
         MetricExpr::VectorAgg(v) => {
             let keeps = match v.op {
-                VectorOp::Sum | VectorOp::Avg | VectorOp::Min | VectorOp::Max | VectorOp::Count | VectorOp::Stddev | VectorOp::Stdvar => {
-                    match &v.grouping {
-                        None => Some(Vec::new()),
-                        Some(g) if !g.without => Some(g.labels.clone()),
-                        Some(_) => None,
-                    }
-                }
+                VectorOp::Sum
+                | VectorOp::Avg
+                | VectorOp::Min
+                | VectorOp::Max
+                | VectorOp::Count
+                | VectorOp::Stddev
+                | VectorOp::Stdvar => match &v.grouping {
+                    None => Some(Vec::new()),
+                    Some(g) if !g.without => Some(g.labels.clone()),
+                    Some(_) => None,
+                },
                 _ => None,
             };
             collect_groups(&v.expr, keeps, out);
@@ -101,11 +119,24 @@ struct Work<'a> {
 
 impl Work<'_> {
     /// Reads one stream and emits its samples in batches through `emit`.
-    fn stream(&self, s: &SeriesRef, stats: &mut QueryStats, emit: &mut dyn FnMut(Batch) -> bool) -> Result<(), EvalError> {
+    fn stream(
+        &self,
+        s: &SeriesRef,
+        stats: &mut QueryStats,
+        emit: &mut dyn FnMut(Batch) -> bool,
+    ) -> Result<(), EvalError> {
         // Whole entries, always: samples carry their structured metadata
         // (`sum by (detected_level)` needs it), and exact-duplicate
         // detection across sources needs the lines.
-        let blocks = self.src.store.read_stream(self.src.tenant, s, self.from, self.through, Direction::Forward, ReadColumns::All, &mut stats.read)?;
+        let blocks = self.src.store.read_stream(
+            self.src.tenant,
+            s,
+            self.from,
+            self.through,
+            Direction::Forward,
+            ReadColumns::All,
+            &mut stats.read,
+        )?;
         let mut sp = self.pipeline.for_stream(&s.labels);
         // The merged label set changes rarely within a stream: rebuild it
         // only when the pipeline's labels differ from the last entry's.
@@ -123,7 +154,12 @@ impl Work<'_> {
                     stats.post_filter_lines += 1;
                     if last.as_ref().is_none_or(|(l, _)| l != rl) {
                         if let Some((_, labels)) = &last {
-                            if !pending.is_empty() && !emit(Batch { labels: labels.clone(), samples: std::mem::take(&mut pending) }) {
+                            if !pending.is_empty()
+                                && !emit(Batch {
+                                    labels: labels.clone(),
+                                    samples: std::mem::take(&mut pending),
+                                })
+                            {
                                 return Ok(());
                             }
                         }
@@ -132,7 +168,10 @@ impl Work<'_> {
                     pending.push((ts, v));
                     if pending.len() >= BATCH {
                         if let Some((_, labels)) = &last {
-                            if !emit(Batch { labels: labels.clone(), samples: std::mem::take(&mut pending) }) {
+                            if !emit(Batch {
+                                labels: labels.clone(),
+                                samples: std::mem::take(&mut pending),
+                            }) {
                                 return Ok(());
                             }
                         }
@@ -141,7 +180,10 @@ impl Work<'_> {
             }
         }
         if let (Some((_, labels)), false) = (&last, pending.is_empty()) {
-            emit(Batch { labels: labels.clone(), samples: pending });
+            emit(Batch {
+                labels: labels.clone(),
+                samples: pending,
+            });
         }
         Ok(())
     }
@@ -161,14 +203,29 @@ impl SampleSource for StoreSource<'_> {
         let matchers = storage_matchers(&agg.log.selector)?;
         let kind = sample_kind(agg);
         Pipeline::check_sample_kind(&kind).map_err(|e| EvalError::Pipeline(e.to_string()))?;
-        let groups = self.groups.get(&(agg as *const RangeAggregation as usize)).cloned().flatten();
+        let groups = self
+            .groups
+            .get(&(agg as *const RangeAggregation as usize))
+            .cloned()
+            .flatten();
         let hints = parser_hints(&agg.log.pipeline, &kind, groups.as_deref());
         let pipeline = Pipeline::new(&agg.log.pipeline)
             .map_err(|e| EvalError::Pipeline(e.to_string()))?
             .with_parser_hints(hints.as_deref());
-        let series = self.store.select_series(self.tenant, &matchers, from, through)?;
-        let work = Work { src: self, pipeline: &pipeline, kind: &kind, from, through };
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(series.len());
+        let series = self
+            .store
+            .select_series(self.tenant, &matchers, from, through)?;
+        let work = Work {
+            src: self,
+            pipeline: &pipeline,
+            kind: &kind,
+            from,
+            through,
+        };
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(series.len());
         if workers <= 1 {
             let mut stats = QueryStats::default();
             for s in &series {
@@ -191,7 +248,9 @@ impl SampleSource for StoreSource<'_> {
                 scope.spawn(move || {
                     let mut stats = QueryStats::default();
                     for s in series.iter().skip(w).step_by(workers) {
-                        let r = work.src.ctx.check().and_then(|_| work.stream(s, &mut stats, &mut |b| tx.send(Ok(b)).is_ok()));
+                        let r = work.src.ctx.check().and_then(|_| {
+                            work.stream(s, &mut stats, &mut |b| tx.send(Ok(b)).is_ok())
+                        });
                         if let Err(e) = r {
                             let _ = tx.send(Err(e));
                             break;

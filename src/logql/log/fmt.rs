@@ -40,7 +40,8 @@ pub struct LineFormat {
 impl LineFormat {
     pub fn new(src: &str) -> Result<LineFormat, PipelineError> {
         Ok(LineFormat {
-            tmpl: Template::parse(src).map_err(|e| PipelineError(format!("invalid line template: {e}")))?,
+            tmpl: Template::parse(src)
+                .map_err(|e| PipelineError(format!("invalid line template: {e}")))?,
         })
     }
 
@@ -98,8 +99,9 @@ impl LabelFormat {
                 },
                 LabelFmt::Template { dst, template } => Op::Template {
                     dst: dst.clone(),
-                    tmpl: Template::parse_named("label", template)
-                        .map_err(|e| PipelineError(format!("invalid template for label '{dst}': {e}")))?,
+                    tmpl: Template::parse_named("label", template).map_err(|e| {
+                        PipelineError(format!("invalid template for label '{dst}': {e}"))
+                    })?,
                 },
             });
         }
@@ -345,22 +347,35 @@ mod engine_tests {
     use crate::logql::syntax::{ast::Expr, parse_expr};
 
     fn run(q: &str, line: &str) -> (String, Labels) {
-        let Ok(Expr::Log(l)) = parse_expr(q) else { panic!("{q}") };
+        let Ok(Expr::Log(l)) = parse_expr(q) else {
+            panic!("{q}")
+        };
         let p = Pipeline::new(&l.pipeline).unwrap();
         let mut sp = p.for_stream(&Labels::from_pairs([("app", "shop")]));
-        let (out, rl) = sp.process(5_000_000_000, line.as_bytes(), &[]).expect("kept");
+        let (out, rl) = sp
+            .process(5_000_000_000, line.as_bytes(), &[])
+            .expect("kept");
         (String::from_utf8(out.to_vec()).unwrap(), rl.merged())
     }
 
     #[test]
     fn templates_see_every_label_and_the_line() {
         let line = r#"{"level":"error","duration_ms":1500,"user":"ana"}"#;
-        let (out, _) = run(r#"{app="shop"} | json | line_format "{{ .level | ToUpper }} {{ div .duration_ms 1000 }}s {{ .app }} {{ len . }}""#, line);
+        let (out, _) = run(
+            r#"{app="shop"} | json | line_format "{{ .level | ToUpper }} {{ div .duration_ms 1000 }}s {{ .app }} {{ len . }}""#,
+            line,
+        );
         // app, level, duration_ms, user: four labels.
         assert_eq!(out, "ERROR 1s shop 4");
-        let (out, _) = run(r#"{app="shop"} | line_format "{{ __line__ | len }}""#, "abcd");
+        let (out, _) = run(
+            r#"{app="shop"} | line_format "{{ __line__ | len }}""#,
+            "abcd",
+        );
         assert_eq!(out, "4");
-        let (_, l) = run(r#"{app="shop"} | json | label_format who="{{ .user | title }}", lvl=level"#, line);
+        let (_, l) = run(
+            r#"{app="shop"} | json | label_format who="{{ .user | title }}", lvl=level"#,
+            line,
+        );
         assert_eq!(l.get("who"), Some("Ana"));
         assert_eq!(l.get("lvl"), Some("error"));
         assert_eq!(l.get("level"), None, "rename drops the source");
@@ -368,11 +383,22 @@ mod engine_tests {
 
     #[test]
     fn template_errors_read_like_lokis() {
-        let Ok(Expr::Log(l)) = parse_expr(r##"{app="shop"} | line_format "{{ .a ""##) else { panic!() };
+        let Ok(Expr::Log(l)) = parse_expr(r##"{app="shop"} | line_format "{{ .a ""##) else {
+            panic!()
+        };
         let e = Pipeline::new(&l.pipeline).unwrap_err().to_string();
-        assert!(e.starts_with("invalid line template: template: line:"), "{e}");
-        let Ok(Expr::Log(l)) = parse_expr(r#"{app="shop"} | label_format x="{{ nosuchfn }}""#) else { panic!() };
+        assert!(
+            e.starts_with("invalid line template: template: line:"),
+            "{e}"
+        );
+        let Ok(Expr::Log(l)) = parse_expr(r#"{app="shop"} | label_format x="{{ nosuchfn }}""#)
+        else {
+            panic!()
+        };
         let e = Pipeline::new(&l.pipeline).unwrap_err().to_string();
-        assert!(e.starts_with("invalid template for label 'x': template: label:"), "{e}");
+        assert!(
+            e.starts_with("invalid template for label 'x': template: label:"),
+            "{e}"
+        );
     }
 }

@@ -230,7 +230,11 @@ impl Lbs {
     /// Calls `f` for every label of the entry (each name once; a parsed
     /// label shadows a metadata or stream label of the same name).
     pub(crate) fn for_each(&self, f: &mut dyn FnMut(&str, &str)) {
-        let stream: &[(String, String)] = if self.stream_modified { self.stream.as_slice() } else { self.base.pairs() };
+        let stream: &[(String, String)] = if self.stream_modified {
+            self.stream.as_slice()
+        } else {
+            self.base.pairs()
+        };
         for (k, v) in stream {
             if self.parsed.find(k).is_none() && self.meta.find(k).is_none() {
                 f(k, v);
@@ -905,8 +909,14 @@ mod tests {
         let m = md(&[("env", "dev")]);
         let (_, r) = sp.process(1, b"x", &m).unwrap();
         assert_eq!(r.stream.to_string(), r#"{app="svc", env="prod"}"#);
-        assert_eq!(r.structured_metadata.to_string(), r#"{env_extracted="dev"}"#);
-        assert_eq!(r.merged().to_string(), r#"{app="svc", env="prod", env_extracted="dev"}"#);
+        assert_eq!(
+            r.structured_metadata.to_string(),
+            r#"{env_extracted="dev"}"#
+        );
+        assert_eq!(
+            r.merged().to_string(),
+            r#"{app="svc", env="prod", env_extracted="dev"}"#
+        );
     }
 
     #[test]

@@ -132,13 +132,29 @@ pub enum LabelFilterExpr {
     /// `name = "v"`, `name =~ "re"`, ...
     String(Matcher),
     /// `name > 1.5`
-    Number { name: String, op: CmpOp, value: f64 },
+    Number {
+        name: String,
+        op: CmpOp,
+        value: f64,
+    },
     /// `name > 1m30s` (nanoseconds)
-    Duration { name: String, op: CmpOp, value: i64 },
+    Duration {
+        name: String,
+        op: CmpOp,
+        value: i64,
+    },
     /// `name > 20MB` (bytes)
-    Bytes { name: String, op: CmpOp, value: u64 },
+    Bytes {
+        name: String,
+        op: CmpOp,
+        value: u64,
+    },
     /// `name = ip("...")` or `name != ip("...")`
-    Ip { name: String, negate: bool, pattern: String },
+    Ip {
+        name: String,
+        negate: bool,
+        pattern: String,
+    },
 }
 
 /// Numeric comparison operators.
