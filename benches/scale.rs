@@ -91,7 +91,7 @@ fn main() {
             .collect();
         for k in i..(i + batch).min(n) {
             let s = k % streams;
-            let line = if s % 2 == 0 {
+            let line = if s.is_multiple_of(2) {
                 plain[k % plain.len()].clone()
             } else {
                 json[k % json.len()].clone()

@@ -2673,7 +2673,9 @@ fn bytes_and_duration_label_values() {
             })
             .collect()
     };
-    let cases: [(&str, &dyn Fn(f64, f64) -> bool); 6] = [
+    // (label filter, predicate over (bytes, duration ns))
+    type Case<'a> = (&'a str, &'a dyn Fn(f64, f64) -> bool);
+    let cases: [Case; 6] = [
         ("size >= 1KB", &|b, _| b >= 1000.0),
         ("size > 1KiB", &|b, _| b > 1024.0),
         ("size < 1.5MB", &|b, _| b < 1.5e6),

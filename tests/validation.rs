@@ -126,8 +126,10 @@ fn every_rule_has_lokis_status_and_message_and_stored_data_is_untouched() {
         assert_eq!(baseline(&s, t0 - 1), before, "{what} disturbed stored data");
     }
 
-    // Malformed bodies of every encoding.
-    let bad: Vec<(&str, &str, Option<&str>, Vec<u8>, &str)> = vec![
+    // Malformed bodies of every encoding:
+    // (what, content type, content encoding, body, expected message part).
+    type Bad<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, &'a str);
+    let bad: Vec<Bad> = vec![
         (
             "garbage snappy",
             "application/x-protobuf",

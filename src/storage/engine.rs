@@ -894,7 +894,7 @@ impl Engine {
         // the largest heads into compressed chunks until a quarter under it.
         let budget = self.cfg.max_head_bytes;
         if budget > 0 && total > budget {
-            open.sort_by(|a, b| b.0.cmp(&a.0));
+            open.sort_by_key(|b| std::cmp::Reverse(b.0));
             let target = budget - budget / 4;
             let mut cut = 0usize;
             for (_, s) in &open {
@@ -967,9 +967,7 @@ impl Engine {
                 super::METRICS
                     .chunks_flushed
                     .fetch_add(chunks as u64, Relaxed);
-                super::METRICS
-                    .bytes_flushed
-                    .fetch_add(bytes as u64, Relaxed);
+                super::METRICS.bytes_flushed.fetch_add(bytes, Relaxed);
             }
             tracing::info!(message = "Flushed block.", block = %b.id, chunks, streams = series.len(), bytes, elapsed_ms = started.elapsed().as_millis() as u64);
             t.blocks.write().push(Arc::new(b));
