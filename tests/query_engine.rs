@@ -162,3 +162,28 @@ fn literal_filters_match_grep_over_real_lines_from_head_and_blocks() {
     s.flush();
     check("blocks");
 }
+
+#[test]
+fn query_timeout_answers_lokis_504() {
+    let s = Server::start_with(&["--query-timeout", "0s"]);
+    let t = now_ns() - 1_000_000_000;
+    assert_eq!(
+        s.push_json(
+            &json!({"streams": [{"stream": {"app": "slow"}, "values": [[t.to_string(), "x"]]}]})
+        )
+        .status,
+        204
+    );
+    for q in ["{app=\"slow\"}", "count_over_time({app=\"slow\"}[1m])"] {
+        let r = s.get(
+            "/loki/api/v1/query_range",
+            &[
+                ("query", q),
+                ("start", &(t - 60_000_000_000).to_string()),
+                ("end", &(t + 1).to_string()),
+            ],
+        );
+        assert_eq!(r.status, 504, "{q}: {}", r.body);
+        assert!(r.body.starts_with("request timed out, decrease the duration of the request or add more label matchers"), "{}", r.body);
+    }
+}
