@@ -1,6 +1,6 @@
 # Multi-stage build: compile in the Rust image, run from a slim Debian with a
 # non-root user. Data lives in /data (a named volume in docker-compose.yml).
-FROM rust:1.88-slim-bookworm AS build
+FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY schema ./schema
