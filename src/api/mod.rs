@@ -164,11 +164,11 @@ fn process_memory() -> Option<(f64, f64)> {
     Some((kb("VmRSS:")?, kb("VmHWM:")?))
 }
 
-/// Loki's tenant ID rules: at most 150 characters of `[a-zA-Z0-9!-_.*'()]`,
+/// Loki's tenant ID rules (for each part of `a|b`): 1 to 150 characters of `[a-zA-Z0-9!-_.*'()]`,
 /// not `.` or `..`.
 fn validate_tenant(t: &str) -> Result<(), ApiError> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "!-_.*'()".contains(c);
-    if t.len() > 150 || t == "." || t == ".." || !t.chars().all(ok_char) {
+    if t.is_empty() || t.len() > 150 || t == "." || t == ".." || !t.chars().all(ok_char) {
         return Err(ApiError::new(401, format!("tenant ID is invalid: {t:?}")));
     }
     Ok(())
@@ -401,4 +401,18 @@ fn tokio_stream_from(
         let r = l.accept().await.map(|(s, _)| s);
         Some((r, l))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_tenant;
+
+    #[test]
+    fn empty_tenant_in_multi_tenant_header_is_invalid() {
+        // `a||b` and `a|` name an empty tenant: refused, as dskit does.
+        assert!(validate_tenant("").is_err());
+        assert!(validate_tenant("a|b").is_err(), "`|` is a separator only");
+        assert!(validate_tenant("team-a_1.(x)*").is_ok());
+        assert!(validate_tenant(&"x".repeat(151)).is_err());
+    }
 }
