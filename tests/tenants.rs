@@ -655,3 +655,43 @@ fn tokens_never_appear_in_logs() {
     assert!(text.contains("auth tokens file"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+/// Tail serves one tenant: `a|b` is Loki's 400 before the upgrade; a single
+/// tenant upgrades.
+#[test]
+fn tail_refuses_multiple_tenants() {
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Error};
+    let srv = Server::start_with(&["--auth-enabled"]);
+    let url = format!(
+        "ws://{}/loki/api/v1/tail?query=%7Bapp%3D%22shop%22%7D",
+        srv.addr
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = url.as_str().into_client_request().expect("request");
+        req.headers_mut()
+            .insert("X-Scope-OrgID", "a|b".parse().unwrap());
+        match tokio_tungstenite::connect_async(req).await {
+            Err(Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 400);
+                let body = resp.body().as_deref().unwrap_or_default();
+                assert_eq!(
+                    String::from_utf8_lossy(body).trim(),
+                    "multiple org IDs present"
+                );
+            }
+            Err(e) => panic!("expected an HTTP 400, got {e}"),
+            Ok(_) => panic!("a|b must be refused"),
+        }
+        let mut req = url.as_str().into_client_request().expect("request");
+        req.headers_mut()
+            .insert("X-Scope-OrgID", "a".parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("single tenant upgrades");
+        let _ = ws.close(None).await;
+    });
+}
