@@ -29,6 +29,8 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+// Parsed once at start-up: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server (the default when no command is given).
@@ -63,6 +65,11 @@ pub struct ServeArgs {
     /// when off, everything goes to tenant `fake` [default: false]
     #[arg(long, env = "MINILOKI_AUTH_ENABLED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub auth_enabled: Option<bool>,
+    /// TOML file mapping bearer tokens (or `user:password` for basic auth)
+    /// to the tenants they may read and write; when set, every request but
+    /// /ready and /metrics needs `Authorization` [default: none]
+    #[arg(long, env = "MINILOKI_AUTH_TOKENS_FILE", value_name = "FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
     /// When a push returns: `batch` (after an fsync shared by concurrent
     /// pushes), `interval:<duration>` (fsync in the background), or `none`
     /// [default: batch]
@@ -129,6 +136,7 @@ pub struct FileServer {
     pub listen: Option<SocketAddr>,
     pub otlp_grpc_listen: Option<String>,
     pub auth_enabled: Option<bool>,
+    pub auth_tokens_file: Option<PathBuf>,
     pub log_level: Option<String>,
     pub log_format: Option<String>,
 }
@@ -178,6 +186,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub otlp_grpc_listen: Option<SocketAddr>,
     pub auth_enabled: bool,
+    /// `--auth-tokens-file`: built-in access control (see `api::auth`).
+    pub auth_tokens_file: Option<PathBuf>,
     pub storage: StorageConfig,
     pub ingest: IngestLimits,
     pub otlp: OtlpConfig,
@@ -311,6 +321,10 @@ impl Config {
             listen,
             otlp_grpc_listen,
             auth_enabled: args.auth_enabled.or(s.auth_enabled).unwrap_or(false),
+            auth_tokens_file: args
+                .auth_tokens_file
+                .clone()
+                .or_else(|| s.auth_tokens_file.clone()),
             storage,
             ingest,
             otlp: file.otlp,
@@ -450,6 +464,22 @@ mod tests {
         assert_eq!(c.storage.codec, Codec::Snappy);
         args.listen = Some("127.0.0.1:1234".parse().unwrap());
         assert_eq!(Config::resolve(&args).unwrap().listen.port(), 1234);
+    }
+
+    #[test]
+    fn auth_tokens_file_from_file_then_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[server]\nauth_tokens_file = \"/etc/t.toml\"\n").unwrap();
+        let mut args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.auth_tokens_file, Some(PathBuf::from("/etc/t.toml")));
+        args.auth_tokens_file = Some(PathBuf::from("flag.toml"));
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.auth_tokens_file, Some(PathBuf::from("flag.toml")));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::api::params::{now_ns, Params};
 use crate::api::AppState;
 use crate::labels::Labels;
 use crate::logql::analysis;
-use crate::logql::eval::{QueryParams, QueryResult, ResultEntry};
+use crate::logql::eval::{tenants, QueryParams, QueryResult, ResultEntry};
 use crate::storage::{Direction, Matcher, ReadColumns, ReadStats};
 
 /// Labels Grafana hides from label pickers.
@@ -104,16 +104,14 @@ fn compute_volume(
 ) -> Result<HashMap<Labels, BTreeMap<i64, u64>>, ApiError> {
     let mut out: HashMap<Labels, BTreeMap<i64, u64>> = HashMap::new();
     let through = r.end.saturating_add(1);
-    let series = st
-        .store
-        .select_series(&r.tenant, &r.matchers, r.start, through)?;
+    let series = tenants::select_series(&st.store, &r.tenant, &r.matchers, r.start, through)?;
     let mut stats = ReadStats::default();
     for s in &series {
-        let keys = volume_key(&s.labels, &r.targets, r.by_labels);
+        let keys = volume_key(s.labels(), &r.targets, r.by_labels);
         let mut buckets: BTreeMap<i64, u64> = BTreeMap::new();
         for block in st.store.read_stream(
-            &r.tenant,
-            s,
+            s.tenant,
+            &s.series,
             r.start,
             through,
             Direction::Forward,
@@ -236,12 +234,19 @@ pub async fn detected_labels(
     let store = st.store.clone();
     let rows = tokio::task::spawn_blocking(move || -> Result<Vec<(String, usize)>, ApiError> {
         let mut rows = Vec::new();
-        for name in store.label_names(&tenant, &matchers, start, end.saturating_add(1))? {
+        for name in tenants::label_names(&store, &tenant, &matchers, start, end.saturating_add(1))?
+        {
             if HIDDEN.contains(&name.as_str()) {
                 continue;
             }
-            let values =
-                store.label_values(&tenant, &name, &matchers, start, end.saturating_add(1))?;
+            let values = tenants::label_values(
+                &store,
+                &tenant,
+                &name,
+                &matchers,
+                start,
+                end.saturating_add(1),
+            )?;
             let always = ["cluster", "namespace", "instance", "pod"].contains(&name.as_str());
             if !always && analysis::reject_detected_label(&values) {
                 continue;

@@ -21,6 +21,7 @@ fn status_for(code: u16, msg: String) -> Status {
     match code {
         400 | 413 | 422 => Status::invalid_argument(msg),
         401 => Status::unauthenticated(msg),
+        403 => Status::permission_denied(msg),
         429 => Status::resource_exhausted(msg),
         _ => Status::unavailable(msg),
     }
@@ -32,19 +33,20 @@ impl LogsService for OtlpGrpc {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let md = request.metadata();
+        let org = md.get("x-scope-orgid").and_then(|v| v.to_str().ok());
+        let authz = md.get("authorization").and_then(|v| v.to_str().ok());
+        let org = self
+            .state
+            .authorize(authz, org, crate::api::auth::Access::Write)
+            .map_err(|e| status_for(e.status, e.message))?;
         let mut headers = axum::http::HeaderMap::new();
-        if let Some(v) = request
-            .metadata()
-            .get("x-scope-orgid")
-            .and_then(|v| v.to_str().ok())
-        {
-            if let Ok(hv) = axum::http::HeaderValue::from_str(v) {
-                headers.insert("x-scope-orgid", hv);
-            }
+        if let Some(hv) = org.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+            headers.insert("x-scope-orgid", hv);
         }
         let tenant = self
             .state
-            .tenant(&headers)
+            .single_tenant(&headers)
             .map_err(|e| status_for(e.status, e.message))?;
         let st = self.state.clone();
         let req = request.into_inner();

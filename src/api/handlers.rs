@@ -14,7 +14,7 @@ use crate::api::error::ApiError;
 use crate::api::params::{now_ns, Params};
 use crate::api::AppState;
 use crate::labels::Labels;
-use crate::logql::eval::{QueryParams, QueryStats};
+use crate::logql::eval::{tenants, QueryParams, QueryStats};
 use crate::logql::syntax::{ast, parse_expr};
 use crate::storage::Matcher;
 
@@ -179,7 +179,7 @@ pub async fn labels(State(st): State<Arc<AppState>>, p: Params) -> Result<Respon
     };
     let store = st.store.clone();
     let names = tokio::task::spawn_blocking(move || {
-        store.label_names(&tenant, &matchers, start, end.saturating_add(1))
+        tenants::label_names(&store, &tenant, &matchers, start, end.saturating_add(1))
     })
     .await??;
     Ok(list_response(&names))
@@ -199,7 +199,14 @@ pub async fn label_values(
     };
     let store = st.store.clone();
     let values = tokio::task::spawn_blocking(move || {
-        store.label_values(&tenant, &name, &matchers, start, end.saturating_add(1))
+        tenants::label_values(
+            &store,
+            &tenant,
+            &name,
+            &matchers,
+            start,
+            end.saturating_add(1),
+        )
     })
     .await??;
     Ok(list_response(&values))
@@ -222,8 +229,8 @@ pub async fn series(State(st): State<Arc<AppState>>, p: Params) -> Result<Respon
     let found = tokio::task::spawn_blocking(move || -> Result<Vec<Labels>, ApiError> {
         let mut all = std::collections::BTreeSet::new();
         for m in &selectors {
-            for s in store.select_series(&tenant, m, start, end.saturating_add(1))? {
-                all.insert(s.labels);
+            for s in tenants::select_series(&store, &tenant, m, start, end.saturating_add(1))? {
+                all.insert(s.labels().clone());
             }
         }
         Ok(all.into_iter().collect())
@@ -247,7 +254,7 @@ pub async fn index_stats(State(st): State<Arc<AppState>>, p: Params) -> Result<R
     let matchers = selector_matchers(&required_query(&p)?)?;
     let store = st.store.clone();
     let s = tokio::task::spawn_blocking(move || {
-        store.index_stats(&tenant, &matchers, start, end.saturating_add(1))
+        tenants::index_stats(&store, &tenant, &matchers, start, end.saturating_add(1))
     })
     .await??;
     Ok(json_response(format!(

@@ -26,7 +26,7 @@ pub async fn push(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let tenant = st.tenant(&headers)?;
+    let tenant = st.single_tenant(&headers)?;
     let ct = header_str(&headers, header::CONTENT_TYPE).map(str::to_string);
     let ce = header_str(&headers, header::CONTENT_ENCODING).map(str::to_string);
     let st2 = st.clone();
@@ -112,7 +112,7 @@ pub async fn otlp_logs(
         }
         Err(e) => return otlp_error(e.status().as_u16(), e.body_text(), json),
     };
-    let tenant = match st.tenant(&headers) {
+    let tenant = match st.single_tenant(&headers) {
         Ok(t) => t,
         Err(e) => return otlp_error(e.status, e.message, json),
     };

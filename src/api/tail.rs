@@ -29,7 +29,7 @@ pub async fn tail(
     ws: WebSocketUpgrade,
     p: Params,
 ) -> Result<Response, ApiError> {
-    let tenant = st.tenant(&p.headers)?;
+    let tenant = st.single_tenant(&p.headers)?;
     let query = p
         .get("query")
         .ok_or_else(|| ApiError::bad_request("query parameter is required"))?

@@ -15,10 +15,11 @@ use std::collections::BinaryHeap;
 use crate::labels::Labels;
 use crate::logql::eval::context::{QueryContext, QueryStats};
 use crate::logql::eval::selector::storage_matchers;
+use crate::logql::eval::tenants::{self, TenantSeries};
 use crate::logql::eval::{EvalError, QueryParams, ResultEntry};
 use crate::logql::log::{Pipeline, ResultLabels, StreamPipeline};
 use crate::logql::syntax::ast::LogExpr;
-use crate::storage::{Direction, EntryBlock, ReadColumns, SeriesRef, Store};
+use crate::storage::{Direction, EntryBlock, ReadColumns, Store};
 
 /// A kept entry with its ordering key: smaller `key` is better (`ts` going
 /// forward, `-ts` going backward); `seq` breaks ties by stream order.
@@ -63,7 +64,8 @@ fn to_entry(ts: i64, line: &[u8], rl: &ResultLabels) -> ResultEntry {
     }
 }
 
-/// Runs a log query; entries come back in direction order.
+/// Runs a log query; entries come back in direction order. `tenant` may
+/// name several tenants (`a|b`, see [`tenants`]).
 pub fn eval_logs(
     store: &Store,
     tenant: &str,
@@ -74,17 +76,17 @@ pub fn eval_logs(
     let matchers = storage_matchers(&expr.selector)?;
     let pipeline = Pipeline::new(&expr.pipeline).map_err(|e| EvalError::Pipeline(e.to_string()))?;
     let (from, through) = (params.start, params.end);
-    let series = store.select_series(tenant, &matchers, from, through)?;
+    let series = tenants::select_series(store, tenant, &matchers, from, through)?;
     if params.interval > 0 {
-        return merge_with_interval(store, tenant, &series, &pipeline, params, ctx);
+        return merge_with_interval(store, &series, &pipeline, params, ctx);
     }
     let limit = params.limit.max(1);
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(series.len().max(1));
-    let per_worker: Vec<Vec<(usize, &SeriesRef)>> = {
-        let mut v: Vec<Vec<(usize, &SeriesRef)>> = (0..workers).map(|_| Vec::new()).collect();
+    let per_worker: Vec<Vec<(usize, &TenantSeries)>> = {
+        let mut v: Vec<Vec<(usize, &TenantSeries)>> = (0..workers).map(|_| Vec::new()).collect();
         for (i, s) in series.iter().enumerate() {
             v[i % workers].push((i, s));
         }
@@ -95,8 +97,7 @@ pub fn eval_logs(
             .into_iter()
             .map(|mine| {
                 let pipeline = &pipeline;
-                scope
-                    .spawn(move || scan_streams(store, tenant, &mine, pipeline, params, limit, ctx))
+                scope.spawn(move || scan_streams(store, &mine, pipeline, params, limit, ctx))
             })
             .collect();
         handles
@@ -119,8 +120,7 @@ pub fn eval_logs(
 
 fn scan_streams(
     store: &Store,
-    tenant: &str,
-    series: &[(usize, &SeriesRef)],
+    series: &[(usize, &TenantSeries)],
     pipeline: &Pipeline,
     params: &QueryParams,
     limit: usize,
@@ -136,10 +136,10 @@ fn scan_streams(
     let mut keep: Vec<bool> = Vec::new();
     for &(si, s) in series {
         ctx.check()?;
-        let mut sp = pipeline.for_stream(&s.labels);
+        let mut sp = pipeline.for_stream(s.labels());
         let blocks = store.read_stream(
-            tenant,
-            s,
+            s.tenant,
+            &s.series,
             params.start,
             params.end,
             dir,
@@ -226,8 +226,7 @@ impl Cursor {
 /// it is at least `interval` after the last entry kept (Loki's rule).
 fn merge_with_interval(
     store: &Store,
-    tenant: &str,
-    series: &[SeriesRef],
+    series: &[TenantSeries],
     pipeline: &Pipeline,
     params: &QueryParams,
     ctx: &QueryContext,
@@ -239,8 +238,8 @@ fn merge_with_interval(
     let mut heap: BinaryHeap<std::cmp::Reverse<(i64, usize)>> = BinaryHeap::new();
     for s in series {
         let blocks = store.read_stream(
-            tenant,
-            s,
+            s.tenant,
+            &s.series,
             params.start,
             params.end,
             dir,
@@ -248,7 +247,7 @@ fn merge_with_interval(
             &mut stats.read,
         )?;
         let mut c = Cursor {
-            sp: pipeline.for_stream(&s.labels),
+            sp: pipeline.for_stream(s.labels()),
             blocks,
             block: EntryBlock::default(),
             pos: 0,

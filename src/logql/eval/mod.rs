@@ -5,6 +5,7 @@
 //! * `metric` — range and vector aggregations, binary operators, over a
 //!   [`SampleSource`]; `store_source` is that source over storage.
 //! * `value` — query parameters and result values; `error` — [`EvalError`].
+//! * `tenants` — multi-tenant reads (`a|b`) with the `__tenant_id__` label.
 //! * `context` — deadline, cancellation and work counters of one query.
 //!
 //! This room knows the AST, the pipeline and storage's narrow read interface;
@@ -18,6 +19,7 @@ pub mod metric;
 pub mod selector;
 pub mod source;
 pub mod store_source;
+pub mod tenants;
 pub mod value;
 
 pub use context::{QueryContext, QueryStats};

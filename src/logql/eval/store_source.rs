@@ -12,10 +12,11 @@ use std::sync::Arc;
 use crate::labels::Labels;
 use crate::logql::eval::context::{QueryContext, QueryStats};
 use crate::logql::eval::selector::storage_matchers;
+use crate::logql::eval::tenants::{self, TenantSeries};
 use crate::logql::eval::{EvalError, SampleSource};
 use crate::logql::log::{parser_hints, Pipeline, ResultLabels, SampleKind};
 use crate::logql::syntax::ast::{MetricExpr, RangeAggregation, RangeOp, VectorOp};
-use crate::storage::{Direction, ReadColumns, SeriesRef, Store};
+use crate::storage::{Direction, ReadColumns, Store};
 
 pub struct StoreSource<'a> {
     store: &'a Store,
@@ -121,7 +122,7 @@ impl Work<'_> {
     /// Reads one stream and emits its samples in batches through `emit`.
     fn stream(
         &self,
-        s: &SeriesRef,
+        s: &TenantSeries,
         stats: &mut QueryStats,
         emit: &mut dyn FnMut(Batch) -> bool,
     ) -> Result<(), EvalError> {
@@ -129,15 +130,15 @@ impl Work<'_> {
         // (`sum by (detected_level)` needs it), and exact-duplicate
         // detection across sources needs the lines.
         let blocks = self.src.store.read_stream(
-            self.src.tenant,
-            s,
+            s.tenant,
+            &s.series,
             self.from,
             self.through,
             Direction::Forward,
             ReadColumns::All,
             &mut stats.read,
         )?;
-        let mut sp = self.pipeline.for_stream(&s.labels);
+        let mut sp = self.pipeline.for_stream(s.labels());
         // The merged label set changes rarely within a stream: rebuild it
         // only when the pipeline's labels differ from the last entry's.
         let mut last: Option<(ResultLabels, Arc<Labels>)> = None;
@@ -212,9 +213,7 @@ impl SampleSource for StoreSource<'_> {
         let pipeline = Pipeline::new(&agg.log.pipeline)
             .map_err(|e| EvalError::Pipeline(e.to_string()))?
             .with_parser_hints(hints.as_deref());
-        let series = self
-            .store
-            .select_series(self.tenant, &matchers, from, through)?;
+        let series = tenants::select_series(self.store, self.tenant, &matchers, from, through)?;
         let work = Work {
             src: self,
             pipeline: &pipeline,
