@@ -64,12 +64,9 @@ async fn run_query(
     let result = result?;
     let exec = ctx.started.elapsed().as_secs_f64();
     let stats: QueryStats = ctx.stats.lock().clone();
+    let warnings = stats.read.skipped.list();
     Ok(json_response(query_response(
-        &result,
-        &stats,
-        exec,
-        categorize,
-        &[],
+        &result, &stats, exec, categorize, &warnings,
     )))
 }
 

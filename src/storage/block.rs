@@ -202,8 +202,10 @@ pub fn compact(blocks_dir: &Path, blocks: &[Arc<BlockReader>]) -> Result<(BlockR
 }
 
 /// Opens every block under `blocks_dir`, removing leftovers of interrupted
-/// writes. A block that fails to open is logged and skipped.
-pub fn open_blocks(blocks_dir: &Path) -> Result<Vec<Arc<BlockReader>>> {
+/// writes. A block that fails to open (damaged or missing file) is logged,
+/// counted in `miniloki_corrupt_reads_total`, skipped, and described in
+/// `damaged`.
+pub fn open_blocks(blocks_dir: &Path, damaged: &mut Vec<String>) -> Result<Vec<Arc<BlockReader>>> {
     let mut out = Vec::new();
     let rd = match std::fs::read_dir(blocks_dir) {
         Ok(rd) => rd,
@@ -237,7 +239,11 @@ pub fn open_blocks(blocks_dir: &Path) -> Result<Vec<Arc<BlockReader>>> {
         match BlockReader::open(&p) {
             Ok(b) => out.push(Arc::new(b)),
             Err(error) => {
-                tracing::error!(message = "Skipping unreadable block.", path = %p.display(), %error)
+                tracing::error!(message = "Skipping unreadable block.", path = %p.display(), %error);
+                super::METRICS.corrupt_reads.fetch_add(1, Ordering::Relaxed);
+                damaged.push(format!(
+                    "skipped unreadable block {n} at start-up ({error}); results may be incomplete"
+                ));
             }
         }
     }

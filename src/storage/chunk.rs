@@ -143,6 +143,20 @@ pub struct RawEntries {
 }
 
 impl RawEntries {
+    /// Keeps the first `n` entries (drops what a failed decode appended).
+    pub fn truncate(&mut self, n: usize) {
+        if n >= self.len() {
+            return;
+        }
+        let end = |v: &[u32]| if n == 0 { 0 } else { v[n - 1] as usize };
+        let (le, me) = (end(&self.line_end), end(&self.md_end));
+        self.ts.truncate(n);
+        self.line_end.truncate(n);
+        self.lines.truncate(le);
+        self.md_end.truncate(n);
+        self.md.truncate(me);
+    }
+
     pub fn len(&self) -> usize {
         self.ts.len()
     }

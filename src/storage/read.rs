@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::chunk::{decode_block, EncodedBlock, Interner};
-use super::{Codec, Direction, EntryBlock, ReadColumns, Result, StorageError};
+use super::{Codec, Direction, EntryBlock, ReadColumns, Result, SkippedReads, StorageError};
 
 /// Entries per yielded block when merging.
 const OUT_ENTRIES: usize = 4096;
@@ -60,7 +60,13 @@ pub struct MergeIter {
     failed: bool,
     /// Exact duplicates dropped so far.
     pub duplicates: u64,
+    /// Where damaged on-disk blocks are reported; they are skipped, not
+    /// fatal. Damage in memory (origin `<memory>`) stays an error.
+    pub skipped: SkippedReads,
 }
+
+/// Origin of sources that live in memory.
+pub const MEMORY_ORIGIN: &str = "<memory>";
 
 impl MergeIter {
     pub fn new(
@@ -91,6 +97,7 @@ impl MergeIter {
             run_start: 0,
             failed: false,
             duplicates: 0,
+            skipped: SkippedReads::default(),
         }
     }
 
@@ -125,11 +132,19 @@ impl MergeIter {
                         c.cur = EntryBlock::default();
                         continue;
                     }
-                    decode_block(c.codec, &eb.data, self.cols, &mut c.cur, &mut self.interner)
-                        .map_err(|e| StorageError::DataCorruption {
-                            path: (*c.origin).clone(),
-                            detail: e.to_string(),
-                        })?;
+                    let r =
+                        decode_block(c.codec, &eb.data, self.cols, &mut c.cur, &mut self.interner);
+                    if let Err(e) = r {
+                        if c.origin.as_os_str() == MEMORY_ORIGIN {
+                            return Err(StorageError::DataCorruption {
+                                path: (*c.origin).clone(),
+                                detail: e.to_string(),
+                            });
+                        }
+                        super::report_corrupt(&self.skipped, &c.origin, &e.to_string());
+                        c.cur = EntryBlock::default();
+                        continue;
+                    }
                 }
             }
             trim(&mut c.cur, self.from, self.through);

@@ -12,8 +12,8 @@
 //! record (short, bad CRC, unknown type or undecodable payload): the file is
 //! truncated there with a warning, and everything before it is kept.
 
-use std::fs::{File, OpenOptions};
 use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -261,7 +261,8 @@ impl Wal {
                 if st.failed.len() >= FAILED_KEPT {
                     st.failed.pop_front();
                 }
-                st.failed.push_back((from, upto, format!("WAL write failed: {e}")));
+                st.failed
+                    .push_back((from, upto, format!("WAL write failed: {e}")));
             }
         }
         st.leader = false;
