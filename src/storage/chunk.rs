@@ -709,6 +709,26 @@ mod tests {
     }
 
     #[test]
+    fn raw_entries_truncate_keeps_a_prefix() {
+        let mut r = RawEntries::default();
+        r.push(1, b"aa", &[0]);
+        r.push(2, b"bbb", &[1, 2]);
+        r.push(3, b"c", &[]);
+        r.truncate(5);
+        assert_eq!(r.len(), 3);
+        r.truncate(1);
+        assert_eq!(r.ts, vec![1]);
+        assert_eq!(r.line(0), b"aa");
+        assert_eq!(r.md(0), &[0]);
+        assert_eq!((r.lines.len(), r.md.len()), (2, 1));
+        r.push(9, b"z", &[7]);
+        assert_eq!(r.line(1), b"z");
+        assert_eq!(r.md(1), &[7]);
+        r.truncate(0);
+        assert!(r.is_empty() && r.lines.is_empty() && r.md.is_empty());
+    }
+
+    #[test]
     fn corruption_is_an_error() {
         let r = sample();
         let bytes = assemble_chunk(Codec::Snappy, &blocks_of(Codec::Snappy, &r, 100));

@@ -387,3 +387,80 @@ fn reverse(b: &mut EntryBlock) {
     b.lines = lines;
     b.line_offsets = offs;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::chunk::{encode_block, RawEntries};
+
+    fn source(origin: &str, ts: &[i64], damage: bool) -> Source {
+        let mut r = RawEntries::default();
+        for &t in ts {
+            r.push(t, format!("line {t}").as_bytes(), &[0]);
+        }
+        let mut b = encode_block(Codec::Snappy, &r, &mut (0..r.len()));
+        if damage {
+            let mut v = b.data.to_vec();
+            let mid = v.len() / 2;
+            v[mid] ^= 0xff;
+            b.data = v.into();
+        }
+        Source {
+            codec: Codec::Snappy,
+            min_ts: b.meta.min_ts,
+            max_ts: b.meta.max_ts,
+            blocks: vec![SrcBlock::Encoded(b)],
+            origin: Arc::new(PathBuf::from(origin)),
+        }
+    }
+
+    fn run(sources: Vec<Source>) -> (Result<Vec<i64>>, Vec<String>) {
+        let mut it = MergeIter::new(sources, 0, 100, Direction::Forward, ReadColumns::All);
+        let log = SkippedReads::default();
+        it.skipped = log.clone();
+        let mut out = Vec::new();
+        for b in it {
+            match b {
+                Ok(b) => out.extend(b.timestamps),
+                Err(e) => return (Err(e), log.list()),
+            }
+        }
+        (Ok(out), log.list())
+    }
+
+    #[test]
+    fn damaged_disk_block_is_skipped_with_a_warning() {
+        let (got, warnings) = run(vec![
+            source("/d/blocks/x/chunks", &[1, 3, 5], true),
+            source("/d/blocks/y/chunks", &[2, 4], false),
+        ]);
+        assert_eq!(got.unwrap(), vec![2, 4]);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("/d/blocks/x/chunks"), "{warnings:?}");
+    }
+
+    #[test]
+    fn damaged_memory_block_is_an_error() {
+        let (got, warnings) = run(vec![source(MEMORY_ORIGIN, &[1, 2], true)]);
+        assert!(matches!(got, Err(StorageError::DataCorruption { .. })));
+        assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn skipped_reads_dedupe_cap_and_merge() {
+        let a = SkippedReads::default();
+        for i in 0..(SkippedReads::MAX + 5) {
+            a.push(format!("w{i}"));
+            a.push(format!("w{i}"));
+        }
+        assert_eq!(a.list().len(), SkippedReads::MAX);
+        let b = SkippedReads::default();
+        b.push("w0".into());
+        b.push("other".into());
+        let c = SkippedReads::default();
+        c.merge(&b);
+        c.merge(&b);
+        c.merge(&c.clone());
+        assert_eq!(c.list(), vec!["w0".to_string(), "other".to_string()]);
+    }
+}
