@@ -127,6 +127,26 @@ fn wal_write_failure_rejects_push_and_recovers() {
     let (_, lines, _) = lines_of(&s, "{app=\"w\"}", base, ts(100));
     assert_eq!(lines, want);
 
+    // A flush that cannot write its block fails, leaves no partial block
+    // behind, keeps the data in memory and the WAL, and works once the
+    // limit is raised.
+    set_fsize_limit(pid, 1);
+    let r = s.post("/flush", "text/plain", b"", &[]);
+    assert_eq!(r.status, 500, "flush past the file size limit: {}", r.body);
+    let blocks_dir = s.dir.join("tenants/fake/blocks");
+    let leftovers: Vec<_> = std::fs::read_dir(&blocks_dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "no partial block: {leftovers:?}");
+    let (_, lines, _) = lines_of(&s, "{app=\"w\"}", base, ts(100));
+    assert_eq!(lines, want);
+    set_fsize_limit(pid, u64::MAX);
+    s.flush();
+    assert_eq!(std::fs::read_dir(&blocks_dir).unwrap().count(), 1);
+    assert_eq!(push_one(&s, "w", ts(8), "h-acked").status, 204);
+    let mut want = want;
+    want.push("h-acked".to_string());
+
     // Nothing acknowledged is lost across a crash, nothing rejected returns.
     s.restart_after_kill();
     let (st, lines, _) = lines_of(&s, "{app=\"w\"}", base, ts(100));
