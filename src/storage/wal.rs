@@ -8,6 +8,10 @@
 //! until the sequence number of their record is durable. Segments rotate at
 //! `wal_segment_size` between writes.
 //!
+//! A failed write or sync fails the appends of that batch only: the segment
+//! is cut back to its last good length before the next write, so the WAL
+//! keeps working once the cause (e.g. a full disk) is gone.
+//!
 //! Replay reads segments in order and stops a segment at the first damaged
 //! record (short, bad CRC, unknown type or undecodable payload): the file is
 //! truncated there with a warning, and everything before it is kept.
