@@ -127,6 +127,14 @@ fn wal_write_failure_rejects_push_and_recovers() {
     let (_, lines, _) = lines_of(&s, "{app=\"w\"}", base, ts(100));
     assert_eq!(lines, want);
 
+    // Nothing acknowledged is lost across a crash, nothing rejected returns
+    // (the partial record of step one must not hide the records after it).
+    s.restart_after_kill();
+    let (st, lines, _) = lines_of(&s, "{app=\"w\"}", base, ts(100));
+    assert_eq!(st, 200);
+    assert_eq!(lines, want, "after a crash");
+    let pid = s.pid().unwrap();
+
     // A flush that cannot write its block fails, leaves no partial block
     // behind, keeps the data in memory and the WAL, and works once the
     // limit is raised.
@@ -147,7 +155,7 @@ fn wal_write_failure_rejects_push_and_recovers() {
     let mut want = want;
     want.push("h-acked".to_string());
 
-    // Nothing acknowledged is lost across a crash, nothing rejected returns.
+    // And across a second crash, with the data now in a block.
     s.restart_after_kill();
     let (st, lines, _) = lines_of(&s, "{app=\"w\"}", base, ts(100));
     assert_eq!(st, 200);
