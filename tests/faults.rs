@@ -317,3 +317,76 @@ fn truncated_index_file() {
     let survivors = damaged_block_scenario(|b| truncate_half(&b.join("index")));
     assert!(survivors.is_empty(), "{survivors:?}");
 }
+
+/// Concurrent pushes (sharing group commits) while the file size limit
+/// flips between "nothing fits" and "unlimited": every acknowledged entry
+/// survives a SIGKILL, and no rejected one comes back.
+#[test]
+fn concurrent_pushes_under_flapping_write_errors() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    let mut s = Server::start();
+    let pid = s.pid().unwrap();
+    let base = now_ns() - 60_000_000_000;
+    let url = s.url("/loki/api/v1/push");
+    let acked = Mutex::new(Vec::new());
+    let rejected = Mutex::new(Vec::new());
+    let running = AtomicBool::new(true);
+    std::thread::scope(|sc| {
+        let mut workers = Vec::new();
+        for w in 0..4i64 {
+            let (url, acked, rejected) = (&url, &acked, &rejected);
+            workers.push(sc.spawn(move || {
+                let agent = common::agent();
+                for i in 0..100i64 {
+                    let line = format!("w{w}-{i:03}");
+                    let ts = base + (w * 1000 + i) * 1_000_000;
+                    let body = json!({"streams": [{"stream": {"app": "flap"},
+                        "values": [[ts.to_string(), line]]}]})
+                    .to_string();
+                    let r = agent
+                        .post(url)
+                        .header("Content-Type", "application/json")
+                        .send(body.as_bytes())
+                        .expect("HTTP");
+                    match r.status().as_u16() {
+                        204 => acked.lock().unwrap().push(line),
+                        500 => rejected.lock().unwrap().push(line),
+                        other => panic!("unexpected status {other}"),
+                    }
+                }
+            }));
+        }
+        let running = &running;
+        sc.spawn(move || {
+            let mut low = true;
+            while running.load(Ordering::Relaxed) {
+                set_fsize_limit(pid, if low { 1 } else { u64::MAX });
+                low = !low;
+                std::thread::sleep(std::time::Duration::from_millis(7));
+            }
+            set_fsize_limit(pid, u64::MAX);
+        });
+        for w in workers {
+            w.join().unwrap();
+        }
+        running.store(false, Ordering::Relaxed);
+    });
+    let acked = acked.into_inner().unwrap();
+    let rejected = rejected.into_inner().unwrap();
+    assert_eq!(acked.len() + rejected.len(), 400);
+    assert!(
+        !acked.is_empty() && !rejected.is_empty(),
+        "{} acked, {} rejected",
+        acked.len(),
+        rejected.len()
+    );
+
+    s.restart_after_kill();
+    let (st, got, _) = lines_of(&s, "{app=\"flap\"}", base, base + 10_000_000_000);
+    assert_eq!(st, 200);
+    let mut want = acked.clone();
+    want.sort();
+    assert_eq!(got, want, "exactly the acknowledged entries after a crash");
+}
