@@ -212,6 +212,13 @@ fn damaged_block_scenario(damage: impl Fn(&Path)) -> Vec<String> {
         assert_eq!(st, 200);
         assert_eq!(got, lines(app), "undamaged stream {app} is complete");
     }
+    // A query of the damaged stream alone: 200 and a warning.
+    let (st, only_a, warnings) = lines_of(&s, "{app=\"a\"}", base, end);
+    assert_eq!(st, 200, "{warnings:?}");
+    assert!(
+        !warnings.is_empty(),
+        "a warning for {{app=\"a\"}}: {only_a:?}"
+    );
     let (st, all, warnings) = lines_of(&s, "{app=~\"a|b|c\"}", base, end);
     assert_eq!(st, 200, "{warnings:?}");
     assert!(!warnings.is_empty(), "a warning about the damage");

@@ -884,6 +884,12 @@ impl Engine {
         Ok(it)
     }
 
+    pub fn damaged_blocks(&self, tenant: &str) -> Vec<String> {
+        self.tenant(tenant)
+            .map(|t| t.damaged.clone())
+            .unwrap_or_default()
+    }
+
     pub fn active_streams(&self, tenant: &str) -> usize {
         self.tenant(tenant)
             .map_or(0, |t| t.streams.read().values().map(|v| v.len()).sum())

@@ -488,6 +488,12 @@ impl Store {
         )?))
     }
 
+    /// Warnings about blocks of `tenant` skipped at start-up as unreadable
+    /// (every query of the tenant reports them).
+    pub fn damaged_blocks(&self, tenant: &str) -> Vec<String> {
+        self.engine.damaged_blocks(tenant)
+    }
+
     /// Label names of streams matching `matchers` (all streams when empty)
     /// with entries in `[from, through)`, sorted.
     pub fn label_names(
