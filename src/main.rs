@@ -5,6 +5,12 @@ use clap::Parser;
 use miniloki::config::{Cli, Command, Config, ServeArgs};
 
 fn main() -> anyhow::Result<()> {
+    // A file size limit (RLIMIT_FSIZE) must surface as EFBIG write errors
+    // that the WAL reports and recovers from, not kill the process.
+    // Safety: called before any thread starts; SIG_IGN needs no handler.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Load(args)) => miniloki::loadgen::run(args),

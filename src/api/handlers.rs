@@ -58,18 +58,20 @@ async fn run_query(
     let mut guard = CancelOnDrop(ctx.cancel.clone(), false);
     let st2 = st.clone();
     let ctx2 = ctx.clone();
+    let damaged = st.store.damaged_blocks(&tenant);
     let result =
         tokio::task::spawn_blocking(move || st2.engine.query(&tenant, &query, &qp, &ctx2)).await?;
     guard.1 = true;
     let result = result?;
     let exec = ctx.started.elapsed().as_secs_f64();
     let stats: QueryStats = ctx.stats.lock().clone();
+    // Blocks skipped at start-up, even when no stream of them was selected.
+    for w in damaged {
+        stats.read.skipped.push(w);
+    }
+    let warnings = stats.read.skipped.list();
     Ok(json_response(query_response(
-        &result,
-        &stats,
-        exec,
-        categorize,
-        &[],
+        &result, &stats, exec, categorize, &warnings,
     )))
 }
 

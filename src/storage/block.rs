@@ -138,7 +138,23 @@ pub fn write_block(
         .unwrap_or_default();
     let id = new_block_id(first);
     let tmp = blocks_dir.join(format!("{TMP_PREFIX}{id}"));
-    std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+    let r = write_block_files(blocks_dir, &tmp, &id, series, replaces);
+    if r.is_err() {
+        // Give the space of a failed attempt back (a full disk is the usual
+        // cause, and the flush is retried).
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    r
+}
+
+fn write_block_files(
+    blocks_dir: &Path,
+    tmp: &Path,
+    id: &str,
+    series: &BTreeMap<Labels, Vec<Arc<Chunk>>>,
+    replaces: &[String],
+) -> Result<(BlockReader, u64)> {
+    std::fs::create_dir_all(tmp).map_err(|e| io_err(tmp, e))?;
     // Chunks stream straight from their buffers (or mapped files) to disk.
     let cpath = tmp.join("chunks");
     let file = File::create(&cpath).map_err(|e| io_err(&cpath, e))?;
@@ -171,9 +187,9 @@ pub fn write_block(
     if !replaces.is_empty() {
         write_file(&tmp.join(REPLACES), replaces.join("\n").as_bytes())?;
     }
-    sync_dir(&tmp)?;
-    let dst = blocks_dir.join(&id);
-    std::fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, e))?;
+    sync_dir(tmp)?;
+    let dst = blocks_dir.join(id);
+    std::fs::rename(tmp, &dst).map_err(|e| io_err(&dst, e))?;
     sync_dir(blocks_dir)?;
     let b = BlockReader::open(&dst)?;
     Ok((b, offset + index.len() as u64))
@@ -202,8 +218,10 @@ pub fn compact(blocks_dir: &Path, blocks: &[Arc<BlockReader>]) -> Result<(BlockR
 }
 
 /// Opens every block under `blocks_dir`, removing leftovers of interrupted
-/// writes. A block that fails to open is logged and skipped.
-pub fn open_blocks(blocks_dir: &Path) -> Result<Vec<Arc<BlockReader>>> {
+/// writes. A block that fails to open (damaged or missing file) is logged,
+/// counted in `miniloki_corrupt_reads_total`, skipped, and described in
+/// `damaged`.
+pub fn open_blocks(blocks_dir: &Path, damaged: &mut Vec<String>) -> Result<Vec<Arc<BlockReader>>> {
     let mut out = Vec::new();
     let rd = match std::fs::read_dir(blocks_dir) {
         Ok(rd) => rd,
@@ -237,7 +255,11 @@ pub fn open_blocks(blocks_dir: &Path) -> Result<Vec<Arc<BlockReader>>> {
         match BlockReader::open(&p) {
             Ok(b) => out.push(Arc::new(b)),
             Err(error) => {
-                tracing::error!(message = "Skipping unreadable block.", path = %p.display(), %error)
+                tracing::error!(message = "Skipping unreadable block.", path = %p.display(), %error);
+                super::METRICS.corrupt_reads.fetch_add(1, Ordering::Relaxed);
+                damaged.push(format!(
+                    "skipped unreadable block {n} at start-up ({error}); results may be incomplete"
+                ));
             }
         }
     }

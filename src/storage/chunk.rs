@@ -143,6 +143,20 @@ pub struct RawEntries {
 }
 
 impl RawEntries {
+    /// Keeps the first `n` entries (drops what a failed decode appended).
+    pub fn truncate(&mut self, n: usize) {
+        if n >= self.len() {
+            return;
+        }
+        let end = |v: &[u32]| if n == 0 { 0 } else { v[n - 1] as usize };
+        let (le, me) = (end(&self.line_end), end(&self.md_end));
+        self.ts.truncate(n);
+        self.line_end.truncate(n);
+        self.lines.truncate(le);
+        self.md_end.truncate(n);
+        self.md.truncate(me);
+    }
+
     pub fn len(&self) -> usize {
         self.ts.len()
     }
@@ -692,6 +706,26 @@ mod tests {
         assert_eq!(back.ts, vec![-5, 3, 3]);
         assert_eq!(back.line(2), b"ccc");
         assert_eq!(back.md(1), &[0]);
+    }
+
+    #[test]
+    fn raw_entries_truncate_keeps_a_prefix() {
+        let mut r = RawEntries::default();
+        r.push(1, b"aa", &[0]);
+        r.push(2, b"bbb", &[1, 2]);
+        r.push(3, b"c", &[]);
+        r.truncate(5);
+        assert_eq!(r.len(), 3);
+        r.truncate(1);
+        assert_eq!(r.ts, vec![1]);
+        assert_eq!(r.line(0), b"aa");
+        assert_eq!(r.md(0), &[0]);
+        assert_eq!((r.lines.len(), r.md.len()), (2, 1));
+        r.push(9, b"z", &[7]);
+        assert_eq!(r.line(1), b"z");
+        assert_eq!(r.md(1), &[7]);
+        r.truncate(0);
+        assert!(r.is_empty() && r.lines.is_empty() && r.md.is_empty());
     }
 
     #[test]

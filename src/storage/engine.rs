@@ -24,7 +24,7 @@ use super::enc::{
     escape_tenant, put_bytes, put_uvarint, put_varint, unescape_tenant, valid_tenant, Reader,
 };
 use super::head::Head;
-use super::read::{MergeIter, Source, SrcBlock};
+use super::read::{MergeIter, Source, SrcBlock, MEMORY_ORIGIN};
 use super::wal::{self, Wal, REC_PUSH};
 use super::*;
 
@@ -67,6 +67,9 @@ struct Tenant {
     /// Streams in memory by `Labels::stable_hash`, with collisions side by side.
     streams: RwLock<HashMap<u64, Vec<Arc<Stream>>>>,
     blocks: RwLock<Vec<Arc<BlockReader>>>,
+    /// Warnings about blocks skipped at start-up because they could not be
+    /// opened; every read of the tenant reports them.
+    damaged: Vec<String>,
 }
 
 impl Tenant {
@@ -181,13 +184,15 @@ impl Engine {
                 continue;
             };
             let dir = e.path();
-            let blocks = open_blocks(&dir.join("blocks"))?;
+            let mut damaged = Vec::new();
+            let blocks = open_blocks(&dir.join("blocks"), &mut damaged)?;
             tenants.insert(
                 name,
                 Arc::new(Tenant {
                     dir,
                     streams: RwLock::default(),
                     blocks: RwLock::new(blocks),
+                    damaged,
                 }),
             );
         }
@@ -252,20 +257,37 @@ impl Engine {
                 }
                 // Entries of this stream already in blocks, over the range.
                 let mut flushed = RawEntries::default();
+                // Damaged block data is skipped here (reads report it).
+                let skipped = SkippedReads::default();
                 for b in t.blocks_in(min, max.saturating_add(1)) {
                     let ipath = b.dir.join("index");
-                    let Some(id) = b.index.find(&s.labels).map_err(|e| corrupt(&ipath, e))? else {
-                        continue;
+                    let refs = match b.index.find(&s.labels).and_then(|id| match id {
+                        Some(id) => b.index.series(id).map(|(_, refs)| refs),
+                        None => Ok(Vec::new()),
+                    }) {
+                        Ok(refs) => refs,
+                        Err(e) => {
+                            report_corrupt(&skipped, &ipath, &e.to_string());
+                            continue;
+                        }
                     };
-                    let (_, refs) = b.index.series(id).map_err(|e| corrupt(&ipath, e))?;
                     for r in refs
                         .iter()
                         .filter(|r| overlaps(r.min_ts, r.max_ts, min, max.saturating_add(1)))
                     {
-                        let c = b.chunk(r)?;
+                        let c = match b.chunk(r) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                report_corrupt(&skipped, &b.chunks_path, &e.to_string());
+                                continue;
+                            }
+                        };
                         for blk in &c.blocks {
-                            decode_block_raw(c.codec, &blk.data, &mut flushed)
-                                .map_err(|e| corrupt(&b.chunks_path, e))?;
+                            let before = flushed.len();
+                            if let Err(e) = decode_block_raw(c.codec, &blk.data, &mut flushed) {
+                                flushed.truncate(before);
+                                report_corrupt(&skipped, &b.chunks_path, &e.to_string());
+                            }
                         }
                     }
                 }
@@ -321,6 +343,7 @@ impl Engine {
                     dir,
                     streams: RwLock::default(),
                     blocks: RwLock::default(),
+                    damaged: Vec::new(),
                 })
             })
             .clone()
@@ -515,13 +538,6 @@ fn overlaps(min: i64, max: i64, from: i64, through: i64) -> bool {
     min < through && max >= from
 }
 
-fn corrupt(path: &Path, e: impl std::fmt::Display) -> StorageError {
-    StorageError::DataCorruption {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-    }
-}
-
 /// What a visit reports per chunk of a matching stream.
 struct ChunkInfo {
     entries: u64,
@@ -610,9 +626,21 @@ impl Engine {
         }
         for b in t.blocks_in(from, through) {
             let ipath = b.dir.join("index");
-            let ids = b.index.select(matchers).map_err(|e| corrupt(&ipath, e))?;
+            let ids = match b.index.select(matchers) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    report_corrupt(&SkippedReads::default(), &ipath, &e.to_string());
+                    continue;
+                }
+            };
             for id in ids {
-                let (l, refs) = b.index.series(id).map_err(|e| corrupt(&ipath, e))?;
+                let (l, refs) = match b.index.series(id) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        report_corrupt(&SkippedReads::default(), &ipath, &e.to_string());
+                        continue;
+                    }
+                };
                 for r in refs
                     .iter()
                     .filter(|r| overlaps(r.min_ts, r.max_ts, from, through))
@@ -755,10 +783,13 @@ impl Engine {
     ) -> Result<MergeIter> {
         let mut sources = Vec::new();
         let codec = self.cfg.codec;
-        let mem = Arc::new(PathBuf::from("<memory>"));
+        let mem = Arc::new(PathBuf::from(MEMORY_ORIGIN));
         let Some(t) = self.tenant(tenant) else {
             return Ok(MergeIter::new(sources, from, through, dir, cols));
         };
+        for w in &t.damaged {
+            stats.skipped.push(w.clone());
+        }
         let chunk_source = |c: &Chunk, origin: &Arc<PathBuf>, stats: &mut ReadStats| {
             stats.chunks_ref += 1;
             stats.chunks_downloaded += 1;
@@ -826,24 +857,37 @@ impl Engine {
         }
         for b in t.blocks_in(from, through) {
             let ipath = b.dir.join("index");
-            let Some(id) = b
-                .index
-                .find(&series.labels)
-                .map_err(|e| corrupt(&ipath, e))?
-            else {
-                continue;
+            let refs = match b.index.find(&series.labels).and_then(|id| match id {
+                Some(id) => b.index.series(id).map(|(_, refs)| refs),
+                None => Ok(Vec::new()),
+            }) {
+                Ok(refs) => refs,
+                Err(e) => {
+                    report_corrupt(&stats.skipped, &ipath, &e.to_string());
+                    continue;
+                }
             };
-            let (_, refs) = b.index.series(id).map_err(|e| corrupt(&ipath, e))?;
             let origin = Arc::new(b.chunks_path.clone());
             for r in refs
                 .iter()
                 .filter(|r| overlaps(r.min_ts, r.max_ts, from, through))
             {
-                let c = b.chunk(r)?;
-                sources.push(chunk_source(&c, &origin, stats));
+                match b.chunk(r) {
+                    Ok(c) => sources.push(chunk_source(&c, &origin, stats)),
+                    // A damaged chunk is skipped, the rest of the stream read.
+                    Err(e) => report_corrupt(&stats.skipped, &b.chunks_path, &e.to_string()),
+                }
             }
         }
-        Ok(MergeIter::new(sources, from, through, dir, cols))
+        let mut it = MergeIter::new(sources, from, through, dir, cols);
+        it.skipped = stats.skipped.clone();
+        Ok(it)
+    }
+
+    pub fn damaged_blocks(&self, tenant: &str) -> Vec<String> {
+        self.tenant(tenant)
+            .map(|t| t.damaged.clone())
+            .unwrap_or_default()
     }
 
     pub fn active_streams(&self, tenant: &str) -> usize {

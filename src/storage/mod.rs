@@ -40,6 +40,8 @@ pub struct StorageMetrics {
     pub blocks_flushed: std::sync::atomic::AtomicU64,
     pub chunks_flushed: std::sync::atomic::AtomicU64,
     pub bytes_flushed: std::sync::atomic::AtomicU64,
+    /// Damaged block files (or chunks in them) skipped by reads or start-up.
+    pub corrupt_reads: std::sync::atomic::AtomicU64,
 }
 
 /// The storage counters of this process.
@@ -49,6 +51,7 @@ pub static METRICS: StorageMetrics = StorageMetrics {
     blocks_flushed: std::sync::atomic::AtomicU64::new(0),
     chunks_flushed: std::sync::atomic::AtomicU64::new(0),
     bytes_flushed: std::sync::atomic::AtomicU64::new(0),
+    corrupt_reads: std::sync::atomic::AtomicU64::new(0),
 };
 
 impl StorageMetrics {
@@ -80,6 +83,11 @@ impl StorageMetrics {
                 "miniloki_bytes_flushed_total",
                 "Bytes of blocks written to disk.",
                 &self.bytes_flushed,
+            ),
+            (
+                "miniloki_corrupt_reads_total",
+                "Damaged block files or chunks skipped by reads (checksum mismatch, truncation).",
+                &self.corrupt_reads,
             ),
         ];
         for (name, help, v) in rows {
@@ -313,6 +321,59 @@ pub struct ReadStats {
     pub decompressed_lines: u64,
     pub structured_metadata_bytes: u64,
     pub duplicates: u64,
+    /// Damaged data the read skipped, as warnings for the response.
+    pub skipped: SkippedReads,
+}
+
+/// Warnings about damaged data a read skipped. Shared between clones, so a
+/// stream iterator that finds damage while it runs (after
+/// [`Store::read_stream`] returned) still reports into its query's stats.
+#[derive(Clone, Debug, Default)]
+pub struct SkippedReads(Arc<parking_lot::Mutex<Vec<String>>>);
+
+impl SkippedReads {
+    /// At most this many distinct warnings are kept per query.
+    pub const MAX: usize = 20;
+
+    /// Records one warning (duplicates are kept once).
+    pub fn push(&self, warning: String) {
+        let mut v = self.0.lock();
+        if v.len() < Self::MAX && !v.contains(&warning) {
+            v.push(warning);
+        }
+    }
+
+    /// The warnings recorded so far.
+    pub fn list(&self) -> Vec<String> {
+        self.0.lock().clone()
+    }
+
+    /// Adds the warnings of `other` (no-op when both are the same log).
+    pub fn merge(&self, other: &SkippedReads) {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return;
+        }
+        for w in other.list() {
+            self.push(w);
+        }
+    }
+}
+
+/// Logs damaged data that a read skips, counts it in
+/// `miniloki_corrupt_reads_total`, and records a warning in `sink`.
+pub(crate) fn report_corrupt(sink: &SkippedReads, path: &std::path::Path, detail: &str) {
+    tracing::warn!(
+        message = "Skipping damaged data file.",
+        path = %path.display(),
+        problem = detail
+    );
+    METRICS
+        .corrupt_reads
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    sink.push(format!(
+        "skipped damaged data in {}: {detail}; results may be incomplete",
+        path.display()
+    ));
 }
 
 /// Totals for `/loki/api/v1/index/stats`.
@@ -425,6 +486,12 @@ impl Store {
         Ok(Box::new(self.engine.read_stream(
             tenant, series, from, through, dir, cols, stats,
         )?))
+    }
+
+    /// Warnings about blocks of `tenant` skipped at start-up as unreadable
+    /// (every query of the tenant reports them).
+    pub fn damaged_blocks(&self, tenant: &str) -> Vec<String> {
+        self.engine.damaged_blocks(tenant)
     }
 
     /// Label names of streams matching `matchers` (all streams when empty)

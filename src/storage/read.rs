@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::chunk::{decode_block, EncodedBlock, Interner};
-use super::{Codec, Direction, EntryBlock, ReadColumns, Result, StorageError};
+use super::{Codec, Direction, EntryBlock, ReadColumns, Result, SkippedReads, StorageError};
 
 /// Entries per yielded block when merging.
 const OUT_ENTRIES: usize = 4096;
@@ -60,7 +60,13 @@ pub struct MergeIter {
     failed: bool,
     /// Exact duplicates dropped so far.
     pub duplicates: u64,
+    /// Where damaged on-disk blocks are reported; they are skipped, not
+    /// fatal. Damage in memory (origin `<memory>`) stays an error.
+    pub skipped: SkippedReads,
 }
+
+/// Origin of sources that live in memory.
+pub const MEMORY_ORIGIN: &str = "<memory>";
 
 impl MergeIter {
     pub fn new(
@@ -91,6 +97,7 @@ impl MergeIter {
             run_start: 0,
             failed: false,
             duplicates: 0,
+            skipped: SkippedReads::default(),
         }
     }
 
@@ -125,11 +132,19 @@ impl MergeIter {
                         c.cur = EntryBlock::default();
                         continue;
                     }
-                    decode_block(c.codec, &eb.data, self.cols, &mut c.cur, &mut self.interner)
-                        .map_err(|e| StorageError::DataCorruption {
-                            path: (*c.origin).clone(),
-                            detail: e.to_string(),
-                        })?;
+                    let r =
+                        decode_block(c.codec, &eb.data, self.cols, &mut c.cur, &mut self.interner);
+                    if let Err(e) = r {
+                        if c.origin.as_os_str() == MEMORY_ORIGIN {
+                            return Err(StorageError::DataCorruption {
+                                path: (*c.origin).clone(),
+                                detail: e.to_string(),
+                            });
+                        }
+                        super::report_corrupt(&self.skipped, &c.origin, &e.to_string());
+                        c.cur = EntryBlock::default();
+                        continue;
+                    }
                 }
             }
             trim(&mut c.cur, self.from, self.through);
@@ -371,4 +386,81 @@ fn reverse(b: &mut EntryBlock) {
     }
     b.lines = lines;
     b.line_offsets = offs;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::chunk::{encode_block, RawEntries};
+
+    fn source(origin: &str, ts: &[i64], damage: bool) -> Source {
+        let mut r = RawEntries::default();
+        for &t in ts {
+            r.push(t, format!("line {t}").as_bytes(), &[0]);
+        }
+        let mut b = encode_block(Codec::Snappy, &r, &mut (0..r.len()));
+        if damage {
+            let mut v = b.data.to_vec();
+            let mid = v.len() / 2;
+            v[mid] ^= 0xff;
+            b.data = v.into();
+        }
+        Source {
+            codec: Codec::Snappy,
+            min_ts: b.meta.min_ts,
+            max_ts: b.meta.max_ts,
+            blocks: vec![SrcBlock::Encoded(b)],
+            origin: Arc::new(PathBuf::from(origin)),
+        }
+    }
+
+    fn run(sources: Vec<Source>) -> (Result<Vec<i64>>, Vec<String>) {
+        let mut it = MergeIter::new(sources, 0, 100, Direction::Forward, ReadColumns::All);
+        let log = SkippedReads::default();
+        it.skipped = log.clone();
+        let mut out = Vec::new();
+        for b in it {
+            match b {
+                Ok(b) => out.extend(b.timestamps),
+                Err(e) => return (Err(e), log.list()),
+            }
+        }
+        (Ok(out), log.list())
+    }
+
+    #[test]
+    fn damaged_disk_block_is_skipped_with_a_warning() {
+        let (got, warnings) = run(vec![
+            source("/d/blocks/x/chunks", &[1, 3, 5], true),
+            source("/d/blocks/y/chunks", &[2, 4], false),
+        ]);
+        assert_eq!(got.unwrap(), vec![2, 4]);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("/d/blocks/x/chunks"), "{warnings:?}");
+    }
+
+    #[test]
+    fn damaged_memory_block_is_an_error() {
+        let (got, warnings) = run(vec![source(MEMORY_ORIGIN, &[1, 2], true)]);
+        assert!(matches!(got, Err(StorageError::DataCorruption { .. })));
+        assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn skipped_reads_dedupe_cap_and_merge() {
+        let a = SkippedReads::default();
+        for i in 0..(SkippedReads::MAX + 5) {
+            a.push(format!("w{i}"));
+            a.push(format!("w{i}"));
+        }
+        assert_eq!(a.list().len(), SkippedReads::MAX);
+        let b = SkippedReads::default();
+        b.push("w0".into());
+        b.push("other".into());
+        let c = SkippedReads::default();
+        c.merge(&b);
+        c.merge(&b);
+        c.merge(&c.clone());
+        assert_eq!(c.list(), vec!["w0".to_string(), "other".to_string()]);
+    }
 }

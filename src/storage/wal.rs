@@ -8,12 +8,17 @@
 //! until the sequence number of their record is durable. Segments rotate at
 //! `wal_segment_size` between writes.
 //!
+//! A failed write or sync fails the appends of that batch only: the segment
+//! is cut back to its last good length before the next write, so the WAL
+//! keeps working once the cause (e.g. a full disk) is gone.
+//!
 //! Replay reads segments in order and stops a segment at the first damaged
 //! record (short, bad CRC, unknown type or undecodable payload): the file is
 //! truncated there with a warning, and everything before it is kept.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -85,8 +90,10 @@ struct WalState {
     segment: u64,
     /// Bytes in the current segment, written or being written.
     seg_bytes: u64,
-    /// Set after a failed write or sync; the WAL then refuses appends.
-    broken: Option<String>,
+    /// Recent failed writes: records `lo..=hi` were not made durable, with
+    /// the error. A failure does not stop the WAL: the next write first cuts
+    /// the segment back to its last good length.
+    failed: VecDeque<(u64, u64, String)>,
     last_sync: Instant,
     /// Written but not yet synced data exists.
     dirty: bool,
@@ -95,7 +102,17 @@ struct WalState {
 struct SegFile {
     file: File,
     path: PathBuf,
+    /// Segment number of `file`.
+    n: u64,
+    /// Length of the file up to the last successful write.
+    good: u64,
+    /// A write or sync failed: the file may hold a partial batch past
+    /// `good` that must be cut off before the next write.
+    needs_repair: bool,
 }
+
+/// Failed writes remembered for waiters to find theirs.
+const FAILED_KEPT: usize = 1024;
 
 pub struct Wal {
     dir: PathBuf,
@@ -121,7 +138,13 @@ fn create_segment(dir: &Path, n: u64) -> Result<SegFile> {
     file.write_all(&hdr).map_err(|e| io_err(&path, e))?;
     file.sync_all().map_err(|e| io_err(&path, e))?;
     sync_dir(dir)?;
-    Ok(SegFile { file, path })
+    Ok(SegFile {
+        file,
+        path,
+        n,
+        good: HEADER_LEN as u64,
+        needs_repair: false,
+    })
 }
 
 impl Wal {
@@ -141,7 +164,7 @@ impl Wal {
                 leader: false,
                 segment,
                 seg_bytes: HEADER_LEN as u64,
-                broken: None,
+                failed: VecDeque::new(),
                 last_sync: Instant::now(),
                 dirty: false,
             }),
@@ -161,9 +184,6 @@ impl Wal {
     /// result is a lower bound of the segment holding the record.
     pub fn append(&self, rec_type: u8, encode: impl FnOnce(&mut Vec<u8>)) -> Result<u64> {
         let mut st = self.state.lock();
-        if let Some(b) = &st.broken {
-            return Err(io_err(&self.dir, std::io::Error::other(b.clone())));
-        }
         let start = st.buf.len();
         st.buf.extend_from_slice(&[0; RECORD_HEADER]);
         st.buf[start + 8] = rec_type;
@@ -177,10 +197,10 @@ impl Wal {
         let seg = st.segment;
         loop {
             if st.done >= me {
+                if let Some((_, _, e)) = st.failed.iter().find(|f| f.0 <= me && me <= f.1) {
+                    return Err(io_err(&self.dir, std::io::Error::other(e.clone())));
+                }
                 return Ok(seg);
-            }
-            if let Some(b) = &st.broken {
-                return Err(io_err(&self.dir, std::io::Error::other(b.clone())));
             }
             if st.leader {
                 self.cv.wait(&mut st);
@@ -197,6 +217,7 @@ impl Wal {
         let upto = st.appended;
         let spare = std::mem::take(&mut st.spare);
         let mut buf = std::mem::replace(&mut st.buf, spare);
+        let (prev_segment, prev_bytes) = (st.segment, st.seg_bytes);
         let rotate_to = if st.seg_bytes >= self.seg_size && !buf.is_empty() {
             st.segment += 1;
             st.seg_bytes = HEADER_LEN as u64;
@@ -221,9 +242,10 @@ impl Wal {
         });
         let (r, buf) = res;
         st.spare = buf;
+        let from = st.done + 1;
+        st.done = upto;
         match r {
             Ok(()) => {
-                st.done = upto;
                 if sync {
                     st.last_sync = Instant::now();
                     st.dirty = false;
@@ -232,8 +254,19 @@ impl Wal {
                 }
             }
             Err(e) => {
-                tracing::error!(message = "WAL write failed; refusing further appends.", error = %e);
-                st.broken = Some(e.to_string());
+                tracing::error!(
+                    message = "WAL write failed; the pushes in this batch are rejected.",
+                    error = %e
+                );
+                // Nothing of this batch counts; the next write repairs the
+                // segment (or the rotation is retried).
+                st.segment = prev_segment;
+                st.seg_bytes = prev_bytes;
+                if st.failed.len() >= FAILED_KEPT {
+                    st.failed.pop_front();
+                }
+                st.failed
+                    .push_back((from, upto, format!("WAL write failed: {e}")));
             }
         }
         st.leader = false;
@@ -242,15 +275,40 @@ impl Wal {
 
     fn write_out(&self, buf: &[u8], rotate_to: Option<u64>, sync: bool) -> Result<()> {
         let mut f = self.file.lock();
-        if let Some(n) = rotate_to {
-            if self.policy != SyncPolicy::None {
+        let r = Self::write_file(&self.dir, &mut f, self.policy, buf, rotate_to, sync);
+        if r.is_err() {
+            f.needs_repair = true;
+        }
+        r
+    }
+
+    fn write_file(
+        dir: &Path,
+        f: &mut SegFile,
+        policy: SyncPolicy,
+        buf: &[u8],
+        rotate_to: Option<u64>,
+        sync: bool,
+    ) -> Result<()> {
+        if f.needs_repair {
+            // Cut off whatever a failed write left past the last good
+            // length, so replay never stops before later records.
+            f.file.set_len(f.good).map_err(|e| io_err(&f.path, e))?;
+            f.file
+                .seek(SeekFrom::Start(f.good))
+                .map_err(|e| io_err(&f.path, e))?;
+            f.file.sync_data().map_err(|e| io_err(&f.path, e))?;
+            f.needs_repair = false;
+            tracing::info!(message = "WAL segment repaired after a failed write.", path = %f.path.display(), length = f.good);
+        }
+        if let Some(n) = rotate_to.filter(|&n| n != f.n) {
+            if policy != SyncPolicy::None {
                 f.file.sync_data().map_err(|e| io_err(&f.path, e))?;
             }
-            *f = create_segment(&self.dir, n)?;
+            *f = create_segment(dir, n)?;
         }
         if !buf.is_empty() {
-            let SegFile { file, path } = &mut *f;
-            file.write_all(buf).map_err(|e| io_err(path, e))?;
+            f.file.write_all(buf).map_err(|e| io_err(&f.path, e))?;
             super::METRICS
                 .wal_bytes_written
                 .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -261,6 +319,7 @@ impl Wal {
                 .wal_fsyncs
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+        f.good += buf.len() as u64;
         Ok(())
     }
 
@@ -302,9 +361,6 @@ impl Wal {
                 break;
             }
             self.lead(&mut st);
-        }
-        if let Some(b) = &st.broken {
-            return Err(io_err(&self.dir, std::io::Error::other(b.clone())));
         }
         st.leader = true;
         let next = st.segment + 1;

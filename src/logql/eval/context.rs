@@ -70,6 +70,7 @@ impl QueryStats {
         a.decompressed_lines += b.decompressed_lines;
         a.structured_metadata_bytes += b.structured_metadata_bytes;
         a.duplicates += b.duplicates;
+        a.skipped.merge(&b.skipped);
         self.lines_processed += o.lines_processed;
         self.bytes_processed += o.bytes_processed;
         self.post_filter_lines += o.post_filter_lines;
