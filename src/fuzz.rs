@@ -43,7 +43,9 @@ pub const TARGETS: &[(&str, TargetFn)] = &[
     ("otlp_json", otlp_json),
     ("template", template),
     ("wal", wal),
+    ("wal_record", wal_record),
     ("chunk", chunk),
+    ("block", block),
     ("index", index),
 ];
 
@@ -276,6 +278,58 @@ pub fn wal(data: &[u8]) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// WAL replay of one record whose payload is the input: the segment
+/// header, the record header and its checksum are made valid, so that
+/// mutations reach the record decoder instead of failing the CRC.
+pub fn wal_record(data: &[u8]) -> bool {
+    let mut seg = Vec::with_capacity(data.len() + 17);
+    seg.extend_from_slice(b"MLWL\x01\0\0\0");
+    let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    seg.extend_from_slice(&len.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&[1]), data);
+    seg.extend_from_slice(&crc.to_le_bytes());
+    seg.push(1);
+    seg.extend_from_slice(data);
+    wal(&seg)
+}
+
+/// One block of a chunk: the first byte picks the codec (0 zstd, 1
+/// snappy, other none), the rest is the block, whose two checksums are
+/// recomputed so that mutations reach the column decoders.
+pub fn block(data: &[u8]) -> bool {
+    let Some((&codec, rest)) = data.split_first() else {
+        return false;
+    };
+    let mut b = rest.to_vec();
+    fix_block_crcs(&mut b);
+    crate::storage::fuzz_decode_block(codec, &b).is_ok()
+}
+
+/// Block layout: 7 little-endian u32 (entries, ts len, lens len, lines
+/// len, lines raw, md len, md raw), ts, lens, crc, lines, md, data crc.
+fn fix_block_crcs(b: &mut [u8]) {
+    let u = |b: &[u8], i: usize| -> usize {
+        b.get(i * 4..i * 4 + 4)
+            .map_or(0, |x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]) as usize)
+    };
+    if b.len() < 28 {
+        return;
+    }
+    let cols_end = 28usize.saturating_add(u(b, 1)).saturating_add(u(b, 2));
+    if cols_end.saturating_add(4) > b.len() {
+        return;
+    }
+    let crc = crc32c::crc32c(&b[..cols_end]);
+    b[cols_end..cols_end + 4].copy_from_slice(&crc.to_le_bytes());
+    let data_start = cols_end + 4;
+    let data_end = data_start.saturating_add(u(b, 3)).saturating_add(u(b, 5));
+    if data_end.saturating_add(4) > b.len() {
+        return;
+    }
+    let dcrc = crc32c::crc32c(&b[data_start..data_end]);
+    b[data_end..data_end + 4].copy_from_slice(&dcrc.to_le_bytes());
 }
 
 /// One encoded chunk, parsed and fully decoded.

@@ -58,6 +58,9 @@ fn seeds_decode_to_what_they_hold() {
         miniloki::storage::fuzz_decode_chunk(&read("chunk", "c1")),
         Ok(3)
     );
+    // So does its block (first byte: codec 0, zstd).
+    let b = read("block", "b1");
+    assert_eq!(miniloki::storage::fuzz_decode_block(b[0], &b[1..]), Ok(3));
     // The index seed holds the 2 streams make_seeds wrote.
     assert_eq!(
         miniloki::storage::fuzz_decode_index(&read("index", "i1")),
@@ -245,6 +248,10 @@ fn make_seeds() {
         .find(|d| !d.is_empty())
         .expect("a non-empty WAL segment");
     put("wal", "w1", &wal);
+    // The first record's payload (after the 8-byte segment header and the
+    // 9-byte record header: length, CRC, type).
+    let len = u32::from_le_bytes([wal[8], wal[9], wal[10], wal[11]]) as usize;
+    put("wal_record", "r1", &wal[17..17 + len]);
     {
         let store = Store::open(cfg).expect("reopen");
         store.flush().expect("flush");
@@ -295,4 +302,13 @@ fn make_seeds() {
         }
     }
     assert!(found, "no 3-entry chunk in {} bytes", chunks.len());
+    // Its block: the sub-slice that decodes as 3 entries (zstd, codec 0).
+    let c1 = std::fs::read(root().join("chunk/c1")).expect("c1");
+    let block = (0..c1.len())
+        .flat_map(|s| (s + 28..=c1.len()).map(move |e| (s, e)))
+        .find(|&(s, e)| miniloki::storage::fuzz_decode_block(0, &c1[s..e]) == Ok(3))
+        .expect("a 3-entry block in the chunk");
+    let mut b = vec![0u8];
+    b.extend_from_slice(&c1[block.0..block.1]);
+    put("block", "b1", &b);
 }

@@ -528,6 +528,22 @@ pub fn fuzz_decode_chunk(data: &[u8]) -> std::result::Result<usize, String> {
     Ok(n)
 }
 
+/// Fuzzing hook (see `crate::fuzz`): decodes `data` as one block of a
+/// chunk compressed with `codec` (0 zstd, 1 snappy, other none), all
+/// columns. Returns the entries decoded or the decode error's text.
+pub fn fuzz_decode_block(codec: u8, data: &[u8]) -> std::result::Result<usize, String> {
+    let codec = match codec {
+        0 => Codec::Zstd,
+        1 => Codec::Snappy,
+        _ => Codec::None,
+    };
+    let mut out = EntryBlock::default();
+    let mut interner = chunk::Interner::default();
+    chunk::decode_block(codec, data, ReadColumns::All, &mut out, &mut interner)
+        .map_err(|e| e.to_string())?;
+    Ok(out.timestamps.len())
+}
+
 /// Fuzzing hook (see `crate::fuzz`): opens `data` as a block's label index
 /// and reads every series, label name, value and posting list through it.
 /// Returns the series count or the decode error's text.
