@@ -878,3 +878,91 @@ pub fn run(args: FuzzArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boom(d: &[u8]) -> bool {
+        if d.windows(2).any(|w| w == b"!!") {
+            panic!("boom");
+        }
+        d.first() == Some(&b'a')
+    }
+
+    fn sleepy(d: &[u8]) -> bool {
+        if d == b"slow" {
+            std::thread::sleep(SLOW + Duration::from_millis(50));
+        }
+        true
+    }
+
+    #[test]
+    fn run_one_reports_panics_and_slow_inputs() {
+        quiet_panics();
+        assert_eq!(run_one(boom, b"abc"), Outcome::Ok { accepted: true });
+        assert_eq!(run_one(boom, b"xbc"), Outcome::Ok { accepted: false });
+        match run_one(boom, b"a!!") {
+            Outcome::Panic(m) => assert!(m.starts_with("boom at "), "{m}"),
+            o => panic!("{o:?}"),
+        }
+        assert!(matches!(run_one(sleepy, b"slow"), Outcome::Slow(d) if d > SLOW));
+    }
+
+    #[test]
+    fn driver_finds_and_saves_a_planted_panic() {
+        quiet_panics();
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("seed"), b"a!b").unwrap();
+        let rep = fuzz_target("boom", boom, tmp.path(), Duration::from_secs(2), 1);
+        assert!(rep.execs > 1000, "{rep:?}");
+        assert!(!rep.findings.is_empty(), "{rep:?}");
+        for (p, why) in &rep.findings {
+            assert!(p.starts_with(tmp.path().join("crashes")));
+            assert!(why.starts_with("panic: boom"), "{why}");
+            let saved = std::fs::read(p).unwrap();
+            assert!(saved.windows(2).any(|w| w == b"!!"));
+        }
+    }
+
+    #[test]
+    fn mutations_stay_bounded_and_are_deterministic() {
+        let corpus = vec![b"{a=\"b\"}".to_vec(), vec![0u8; MAX_INPUT]];
+        let run = |seed| {
+            let mut rng = Rng::new(seed);
+            let mut outs = Vec::new();
+            for i in 0..2000 {
+                let mut d = corpus[i % 2].clone();
+                mutate(&mut rng, &mut d, &corpus, dictionary("logql"));
+                assert!(d.len() <= MAX_INPUT);
+                outs.push(d);
+            }
+            outs
+        };
+        let a = run(5);
+        assert_eq!(a, run(5));
+        assert_ne!(a, run(6));
+        // Most mutations change the input.
+        let changed = a.iter().step_by(2).filter(|d| **d != corpus[0]).count();
+        assert!(changed > 900, "{changed}");
+    }
+
+    #[test]
+    fn block_checksums_are_fixed_in_place() {
+        // Header: 1 entry, ts 1 byte, lens 1 byte, lines 2 bytes, raw 2,
+        // md 0, md raw 0; then ts, lens, crc, lines, md (none), data crc.
+        let mut b = Vec::new();
+        for v in [1u32, 1, 1, 2, 2, 0, 0] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&[2, 2, 0, 0, 0, 0, b'h', b'i', 0, 0, 0, 0]);
+        fix_block_crcs(&mut b);
+        let want = crc32c::crc32c(&b[..30]);
+        assert_eq!(b[30..34], want.to_le_bytes());
+        assert_eq!(b[36..40], crc32c::crc32c(b"hi").to_le_bytes());
+        // Too short or lying lengths leave the bytes alone, without panics.
+        let mut short = vec![0xff; 40];
+        fix_block_crcs(&mut short);
+        assert_eq!(short, vec![0xff; 40]);
+    }
+}
