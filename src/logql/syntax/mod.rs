@@ -112,6 +112,29 @@ impl ast::Matcher {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn long_operator_chain_is_refused_not_a_stack_overflow() {
+        // Found by `miniloki fuzz --target logql`: `1+1+...` 20,000 times
+        // parsed into a tree 20,000 levels deep that overflowed the stack.
+        let q = format!("1{}", "+1".repeat(20_000));
+        let e = parse_expr(&q).unwrap_err();
+        assert!(e.to_string().contains("nested too deeply"), "{e}");
+        assert!(parse_expr(&format!("1{}", " + 1".repeat(100))).is_ok());
+    }
+
+    #[test]
+    fn long_dash_run_lexes_in_linear_time() {
+        // Found by the fuzzer: 30,000 dashes took minutes (each `-` token
+        // scanned the whole run looking for a `--flag`).
+        let q = format!("{}1", "-".repeat(30_000));
+        let t = std::time::Instant::now();
+        assert!(parse_expr(&q).is_err());
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert!(parse_expr(r#"{a="b"} | logfmt --strict --keep-empty"#).is_ok());
+        assert!(parse_expr(r#"{a="b"} | logfmt --strictly"#).is_err());
+        assert!(parse_expr(r#"{a="b"} | logfmt --keep-empty-"#).is_err());
+    }
     use super::*;
 
     #[test]
