@@ -620,7 +620,7 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, corpus: &[Vec<u8>], dict: &[&str]) 
     let rounds = 1 + rng.below(4);
     for _ in 0..rounds {
         let len = data.len();
-        match rng.below(10) {
+        match rng.below(11) {
             0 if len > 0 => {
                 let i = rng.below(len);
                 data[i] ^= 1 << rng.below(8);
@@ -670,6 +670,15 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, corpus: &[Vec<u8>], dict: &[&str]) 
             }
             9 if len > 0 => {
                 data.truncate(rng.below(len));
+            }
+            10 if len > 0 => {
+                // Repeat a short piece up to thousands of times: finds deep
+                // nesting and quadratic scans that one-byte edits cannot.
+                let i = rng.below(len);
+                let n = 1 + rng.below((len - i).min(8));
+                let times = 1usize << rng.below(13);
+                let piece = data[i..i + n].repeat(times.min(MAX_INPUT / n));
+                data.splice(i..i, piece);
             }
             _ => {
                 let i = rng.below(len + 1);
