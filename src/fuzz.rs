@@ -785,6 +785,9 @@ pub fn fuzz_target(name: &str, f: TargetFn, dir: &Path, time: Duration, seed: u6
             }
         })
     };
+    // A stack overflow aborts the process before anything can be saved:
+    // with MINILOKI_FUZZ_LAST=<file>, each input is written there first.
+    let last = std::env::var_os("MINILOKI_FUZZ_LAST").map(PathBuf::from);
     let deadline = Instant::now() + time;
     let mut buf = Vec::new();
     let mut i = 0usize;
@@ -801,6 +804,9 @@ pub fn fuzz_target(name: &str, f: TargetFn, dir: &Path, time: Duration, seed: u6
             let mut g = current.lock().unwrap_or_else(|e| e.into_inner());
             g.0 = Instant::now();
             g.1.clone_from(&buf);
+        }
+        if let Some(p) = &last {
+            let _ = std::fs::write(p, &buf);
         }
         let out = run_one(f, &buf);
         {

@@ -125,6 +125,20 @@ mod tests {
     }
 
     #[test]
+    fn long_label_filter_chain_is_refused_not_a_stack_overflow() {
+        // Found by `miniloki fuzz --target logql --seed 21` (random run):
+        // `| size > 1K ize > 1K ...` chained thousands of label filters into
+        // a tree that deep, which overflowed the stack.
+        for sep in [" ", " and ", " or ", ", "] {
+            let chain = vec![r#"a="1""#; 5_000].join(sep);
+            let e = parse_expr(&format!("{{j=\"a\"}} | {chain}")).unwrap_err();
+            assert!(e.to_string().contains("nested too deeply"), "{e}");
+            let chain = vec![r#"a="1""#; 100].join(sep);
+            assert!(parse_expr(&format!("{{j=\"a\"}} | {chain}")).is_ok());
+        }
+    }
+
+    #[test]
     fn long_dash_run_lexes_in_linear_time() {
         // Found the same way: 30,000 dashes took minutes (each `-` token
         // scanned the whole run looking for a `--flag`).
