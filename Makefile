@@ -1,5 +1,5 @@
 # Common tasks. `make run` serves on 127.0.0.1:3100 with data in ./data.
-.PHONY: run test bench lint fmt load clean
+.PHONY: run test bench lint fmt load clean fuzz
 
 run:
 	cargo run --release
@@ -20,6 +20,13 @@ fmt:
 # End-to-end push throughput against a server started with `make run`.
 load:
 	cargo run --release -- load --url http://127.0.0.1:3100
+
+# Fuzz every decoder of untrusted input, FUZZ_SECONDS each (default 30);
+# panicking or slow inputs are saved to testdata/fuzz/<target>/crashes/.
+FUZZ_SECONDS ?= 30
+FUZZ_SEED ?= 1
+fuzz:
+	cargo run --release -- fuzz --target all --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED)
 
 clean:
 	cargo clean

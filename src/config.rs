@@ -43,6 +43,9 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Exit 0 when a URL answers 200 (the container healthcheck).
     Check(crate::loadgen::CheckArgs),
+    /// Fuzz the decoders of untrusted input (mutation-based, from the
+    /// seeds in testdata/fuzz/<target>/; crashes are saved beside them).
+    Fuzz(crate::fuzz::FuzzArgs),
 }
 
 /// Server options. Each is also read from the environment variable shown.

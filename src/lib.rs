@@ -12,6 +12,7 @@
 //!   evaluation of log and metric queries.
 //! * [`labels`] — label sets, shared by every layer.
 //! * [`config`] — flags, environment variables and the config file.
+//! * [`fuzz`] — in-repo fuzzing of every decoder of untrusted bytes.
 //! * [`proto`] — types generated from `schema/*.proto`.
 //!
 //! Dependencies point one way: `api` → (`ingest`, `logql`) → `storage`.
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod config;
 pub mod demo;
+pub mod fuzz;
 pub mod ingest;
 pub mod labels;
 pub mod loadgen;

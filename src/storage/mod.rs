@@ -579,5 +579,55 @@ impl Drop for Store {
     }
 }
 
+/// Fuzzing hook (see `crate::fuzz`): parses `data` as one encoded chunk
+/// and fully decodes each of its blocks. Returns the entries decoded or the
+/// decode error's text; must never panic on any input.
+pub fn fuzz_decode_chunk(data: &[u8]) -> std::result::Result<usize, String> {
+    let c = chunk::Chunk::parse(bytes::Bytes::copy_from_slice(data)).map_err(|e| e.to_string())?;
+    let mut out = EntryBlock::default();
+    let mut interner = chunk::Interner::default();
+    let mut n = 0;
+    for b in &c.blocks {
+        chunk::decode_block(c.codec, &b.data, ReadColumns::All, &mut out, &mut interner)
+            .map_err(|e| e.to_string())?;
+        n += out.timestamps.len();
+    }
+    Ok(n)
+}
+
+/// Fuzzing hook (see `crate::fuzz`): decodes `data` as one block of a
+/// chunk compressed with `codec` (0 zstd, 1 snappy, other none), all
+/// columns. Returns the entries decoded or the decode error's text.
+pub fn fuzz_decode_block(codec: u8, data: &[u8]) -> std::result::Result<usize, String> {
+    let codec = match codec {
+        0 => Codec::Zstd,
+        1 => Codec::Snappy,
+        _ => Codec::None,
+    };
+    let mut out = EntryBlock::default();
+    let mut interner = chunk::Interner::default();
+    chunk::decode_block(codec, data, ReadColumns::All, &mut out, &mut interner)
+        .map_err(|e| e.to_string())?;
+    Ok(out.timestamps.len())
+}
+
+/// Fuzzing hook (see `crate::fuzz`): opens `data` as a block's label index
+/// and reads every series, label name, value and posting list through it.
+/// Returns the series count or the decode error's text.
+pub fn fuzz_decode_index(data: &[u8]) -> std::result::Result<usize, String> {
+    let ix = index::IndexReader::open(data).map_err(|e| e.to_string())?;
+    let n = ix.series_count();
+    for id in 0..n.min(10_000) as u32 {
+        let (labels, _) = ix.series(id).map_err(|e| e.to_string())?;
+        let _ = ix.find(&labels).map_err(|e| e.to_string())?;
+    }
+    for name in ix.label_names().into_iter().take(1_000) {
+        for value in ix.label_values(name).into_iter().take(1_000) {
+            ix.postings(name, value).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests;

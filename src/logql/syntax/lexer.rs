@@ -212,13 +212,13 @@ fn lex_one(rest: &str, c: char) -> (Kind, usize) {
         '0'..='9' => lex_number(rest),
         '.' if rest[1..].starts_with(|c: char| c.is_ascii_digit()) => lex_number(rest),
         '-' => {
-            if let Some(after) = rest.strip_prefix("--") {
-                let n = after
-                    .find(|c: char| !(c.is_alphabetic() || c == '-'))
-                    .map_or(rest.len(), |i| i + 2);
-                let flag = &rest[..n];
-                if flag == "--strict" || flag == "--keep-empty" {
-                    return (Kind::Flag(flag.to_string()), n);
+            // Compare with the two flags only: scanning the whole run of
+            // letters and dashes made a long `-----...` quadratic.
+            for flag in ["--strict", "--keep-empty"] {
+                if let Some(tail) = rest.strip_prefix(flag) {
+                    if !tail.starts_with(|c: char| c.is_alphabetic() || c == '-') {
+                        return (Kind::Flag(flag.to_string()), flag.len());
+                    }
                 }
             }
             let unit = unit_run(&rest[1..], is_duration_rune);

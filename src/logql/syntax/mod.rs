@@ -112,6 +112,44 @@ impl ast::Matcher {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn long_operator_chain_is_refused_not_a_stack_overflow() {
+        // Found with `miniloki fuzz --target logql` from a hand-built seed:
+        // `1+1+...` 20,000 times
+        // parsed into a tree 20,000 levels deep that overflowed the stack.
+        let q = format!("1{}", "+1".repeat(20_000));
+        let e = parse_expr(&q).unwrap_err();
+        assert!(e.to_string().contains("nested too deeply"), "{e}");
+        assert!(parse_expr(&format!("1{}", " + 1".repeat(100))).is_ok());
+    }
+
+    #[test]
+    fn long_label_filter_chain_is_refused_not_a_stack_overflow() {
+        // Found by `miniloki fuzz --target logql --seed 21` (random run):
+        // `| size > 1K ize > 1K ...` chained thousands of label filters into
+        // a tree that deep, which overflowed the stack.
+        for sep in [" ", " and ", " or ", ", "] {
+            let chain = vec![r#"a="1""#; 5_000].join(sep);
+            let e = parse_expr(&format!("{{j=\"a\"}} | {chain}")).unwrap_err();
+            assert!(e.to_string().contains("nested too deeply"), "{e}");
+            let chain = vec![r#"a="1""#; 100].join(sep);
+            assert!(parse_expr(&format!("{{j=\"a\"}} | {chain}")).is_ok());
+        }
+    }
+
+    #[test]
+    fn long_dash_run_lexes_in_linear_time() {
+        // Found the same way: 30,000 dashes took minutes (each `-` token
+        // scanned the whole run looking for a `--flag`).
+        let q = format!("{}1", "-".repeat(30_000));
+        let t = std::time::Instant::now();
+        assert!(parse_expr(&q).is_err());
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert!(parse_expr(r#"{a="b"} | logfmt --strict --keep-empty"#).is_ok());
+        assert!(parse_expr(r#"{a="b"} | logfmt --strictly"#).is_err());
+        assert!(parse_expr(r#"{a="b"} | logfmt --keep-empty-"#).is_err());
+    }
     use super::*;
 
     #[test]

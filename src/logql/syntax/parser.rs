@@ -205,15 +205,24 @@ impl<'a> Parser<'a> {
     fn parse_binary(&mut self, min_prec: u8) -> PResult<Operand> {
         self.enter()?;
         let mut lhs = self.parse_primary()?;
+        // Each operator in a chain (`1+1+1...`) nests the tree one level
+        // deeper; count it so printing, comparing and evaluating the tree
+        // cannot overflow the stack.
+        let mut chained = 0;
         while let Some((op, prec)) = self.peek_binop() {
             if prec < min_prec {
                 break;
             }
+            self.enter()?;
+            chained += 1;
             self.bump();
             let modifier = self.parse_bin_modifier()?;
             let next_min = if op == BinOp::Pow { prec } else { prec + 1 };
             let rhs = self.parse_binary(next_min)?;
             lhs = Operand::Metric(make_binary(op, modifier, lhs, rhs)?);
+        }
+        for _ in 0..chained {
+            self.leave();
         }
         self.leave();
         Ok(lhs)
@@ -928,9 +937,17 @@ impl<'a> Parser<'a> {
     fn parse_label_filter(&mut self) -> PResult<LabelFilterExpr> {
         self.enter()?;
         let mut lhs = self.parse_label_filter_and()?;
+        // As for binary operators, each `or` in a chain nests the tree one
+        // level deeper and counts toward the nesting limit.
+        let mut chained = 0;
         while self.eat_sym("or") {
+            self.enter()?;
+            chained += 1;
             let rhs = self.parse_label_filter_and()?;
             lhs = LabelFilterExpr::Or(Box::new(lhs), Box::new(rhs));
+        }
+        for _ in 0..chained {
+            self.leave();
         }
         self.leave();
         Ok(lhs)
@@ -938,12 +955,18 @@ impl<'a> Parser<'a> {
 
     fn parse_label_filter_and(&mut self) -> PResult<LabelFilterExpr> {
         let mut lhs = self.parse_label_filter_primary()?;
+        let mut chained = 0;
         loop {
             if self.eat_sym("and") || self.eat_sym(",") {
                 // an operand is required
             } else if !matches!(self.peek(), Kind::Ident(_) | Kind::Sym("(")) {
+                for _ in 0..chained {
+                    self.leave();
+                }
                 return Ok(lhs);
             }
+            self.enter()?;
+            chained += 1;
             let rhs = self.parse_label_filter_primary()?;
             lhs = LabelFilterExpr::And(Box::new(lhs), Box::new(rhs));
         }
