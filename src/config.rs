@@ -381,47 +381,10 @@ fn parse_sync_policy(v: &str) -> Result<SyncPolicy, ConfigError> {
     }
 }
 
-/// Parses a Prometheus-style duration (`90s`, `1h30m`, `7d`, `1w`, `250ms`,
-/// `0`) into a `Duration`.
+/// Parses a duration from a flag or the config file: Prometheus style
+/// (`90s`, `1h30m`, `7d`, `1w`, `250ms`, `0`) or Go style (`1.5h`).
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut total: u128 = 0;
-    if b.is_empty() {
-        return None;
-    }
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if start == i {
-            return None;
-        }
-        let n: u128 = s[start..i].parse().ok()?;
-        let ustart = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let unit_ns: u128 = match &s[ustart..i] {
-            "ns" => 1,
-            "us" | "µs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            "d" => 86_400_000_000_000,
-            "w" => 604_800_000_000_000,
-            "y" => 31_536_000_000_000_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit_ns)?)?;
-    }
-    u64::try_from(total).ok().map(Duration::from_nanos)
+    crate::units::parse_std_duration(s)
 }
 
 #[cfg(test)]

@@ -27,3 +27,4 @@ pub mod loadgen;
 pub mod logql;
 pub mod proto;
 pub mod storage;
+pub mod units;

@@ -150,35 +150,7 @@ mod secs {
 
 /// Parses a Prometheus duration (`[0-9]+(ms|s|m|h|d|w|y)` repeated).
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let b = s.as_bytes();
-    if b.is_empty() {
-        return None;
-    }
-    let mut i = 0;
-    let mut total_ms: u64 = 0;
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let n: u64 = s.get(start..i)?.parse().ok()?;
-        let unit_start = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let ms = match &s[unit_start..i] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return None,
-        };
-        total_ms = total_ms.checked_add(n.checked_mul(ms)?)?;
-    }
-    Some(Duration::from_millis(total_ms))
+    crate::units::parse_std_duration(s)
 }
 
 /// Loki's `DefaultAllowedLevelFields`.

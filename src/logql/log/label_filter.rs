@@ -7,6 +7,7 @@ use super::ip::IpMatcher;
 use super::{Lbs, PipelineError, ERR_LABEL_FILTER};
 use crate::labels::go_quote;
 use crate::logql::syntax::ast::{CmpOp, LabelFilterExpr, MatchOp, Matcher};
+pub use crate::units::{parse_bytes, parse_go_duration};
 
 /// A compiled string matcher (`=`, `!=`, `=~`, `!~`). Regexes are fully
 /// anchored. As in Loki, `.` matches a newline in `drop`/`keep` matchers
@@ -190,121 +191,6 @@ pub fn parse_float(v: &str) -> Result<f64, String> {
             go_quote(v)
         )),
     }
-}
-
-/// Go's `time.ParseDuration`, in nanoseconds, with its error texts.
-pub fn parse_go_duration(s: &str) -> Result<i64, String> {
-    let invalid = || format!("time: invalid duration {}", go_quote(s));
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut neg = false;
-    if let Some(&c) = b.first() {
-        if c == b'-' || c == b'+' {
-            neg = c == b'-';
-            i = 1;
-        }
-    }
-    if &b[i..] == b"0" {
-        return Ok(0);
-    }
-    if i >= b.len() {
-        return Err(invalid());
-    }
-    let mut total: f64 = 0.0;
-    while i < b.len() {
-        let st = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let int_part = &s[st..i];
-        let mut frac_part = "";
-        if i < b.len() && b[i] == b'.' {
-            i += 1;
-            let fs = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            frac_part = &s[fs..i];
-        }
-        if int_part.is_empty() && frac_part.is_empty() {
-            return Err(invalid());
-        }
-        let us = i;
-        while i < b.len() && !(b[i].is_ascii_digit() || b[i] == b'.') {
-            i += 1;
-        }
-        let unit = &s[us..i];
-        if unit.is_empty() {
-            return Err(format!("time: missing unit in duration {}", go_quote(s)));
-        }
-        let mult: f64 = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => {
-                return Err(format!(
-                    "time: unknown unit {} in duration {}",
-                    go_quote(unit),
-                    go_quote(s)
-                ))
-            }
-        };
-        let num: f64 = format!(
-            "{}.{}",
-            if int_part.is_empty() { "0" } else { int_part },
-            frac_part
-        )
-        .trim_end_matches('.')
-        .parse()
-        .map_err(|_| invalid())?;
-        total += num * mult;
-        if total > i64::MAX as f64 {
-            return Err(invalid());
-        }
-    }
-    let t = total.round() as i64;
-    Ok(if neg { -t } else { t })
-}
-
-/// go-humanize's `ParseBytes`: `42`, `42B`, `1.5KiB`, `20MB`, `1,000 kb`.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let digits = s
-        .char_indices()
-        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.' || *c == ','))
-        .map(|(i, _)| i)
-        .unwrap_or(s.len());
-    let num: String = s[..digits].chars().filter(|c| *c != ',').collect();
-    let f: f64 = num.parse().map_err(|_| {
-        format!(
-            "strconv.ParseFloat: parsing {}: invalid syntax",
-            go_quote(&num)
-        )
-    })?;
-    let unit = s[digits..].trim().to_ascii_lowercase();
-    let m: f64 = match unit.as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "ki" | "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mi" | "mib" => 1024.0f64.powi(2),
-        "g" | "gb" => 1e9,
-        "gi" | "gib" => 1024.0f64.powi(3),
-        "t" | "tb" => 1e12,
-        "ti" | "tib" => 1024.0f64.powi(4),
-        "p" | "pb" => 1e15,
-        "pi" | "pib" => 1024.0f64.powi(5),
-        "e" | "eb" => 1e18,
-        "ei" | "eib" => 1024.0f64.powi(6),
-        _ => return Err(format!("unhandled size name: {unit}")),
-    };
-    let v = f * m;
-    if v >= u64::MAX as f64 {
-        return Err(format!("too large: {s}"));
-    }
-    Ok(v as u64)
 }
 
 #[cfg(test)]

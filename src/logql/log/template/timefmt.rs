@@ -564,101 +564,13 @@ fn parse_nanos(d: &str) -> i64 {
 
 /// Go's `time.ParseDuration`, in seconds.
 pub fn parse_duration_secs(s: &str) -> Result<f64, String> {
-    let err = || format!("time: invalid duration {}", go_quote(s));
-    let (neg, mut rest) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest == "0" {
-        return Ok(0.0);
-    }
-    if rest.is_empty() {
-        return Err(err());
-    }
-    let mut total_ns: f64 = 0.0;
-    while !rest.is_empty() {
-        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let mut num_len = int_len;
-        let mut frac_len = 0;
-        if rest.as_bytes().get(num_len) == Some(&b'.') {
-            frac_len = rest[num_len + 1..]
-                .bytes()
-                .take_while(u8::is_ascii_digit)
-                .count();
-            num_len += 1 + frac_len;
-        }
-        if int_len == 0 && frac_len == 0 {
-            return Err(err());
-        }
-        let num: f64 = rest[..num_len].parse().map_err(|_| err())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c == '.' || c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let mult = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "" => return Err(format!("time: missing unit in duration {}", go_quote(s))),
-            u => {
-                return Err(format!(
-                    "time: unknown unit {} in duration {}",
-                    go_quote(u),
-                    go_quote(s)
-                ))
-            }
-        };
-        total_ns += num * mult;
-    }
-    if total_ns > 9.223_372_036_854_776e18 {
-        return Err(err());
-    }
-    // Go keeps integer nanoseconds.
-    let secs = total_ns.trunc() / 1e9;
-    Ok(if neg { -secs } else { secs })
+    // Go's `time.ParseDuration(s).Seconds()`.
+    crate::units::parse_go_duration(s).map(|ns| ns as f64 / 1e9)
 }
 
 /// humanize's `ParseBytes` (`"1.5KB"` → 1500, `"1KiB"` → 1024).
 pub fn parse_bytes(s: &str) -> Result<f64, String> {
-    let num_len = s
-        .bytes()
-        .take_while(|b| b.is_ascii_digit() || *b == b'.' || *b == b',')
-        .count();
-    let num: String = s[..num_len].chars().filter(|c| *c != ',').collect();
-    let f: f64 = num.parse().map_err(|_| {
-        format!(
-            "strconv.ParseFloat: parsing {}: invalid syntax",
-            go_quote(&num)
-        )
-    })?;
-    let unit = s[num_len..].trim().to_ascii_lowercase();
-    let m: f64 = match unit.as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "ki" | "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mi" | "mib" => 1024f64.powi(2),
-        "g" | "gb" => 1e9,
-        "gi" | "gib" => 1024f64.powi(3),
-        "t" | "tb" => 1e12,
-        "ti" | "tib" => 1024f64.powi(4),
-        "p" | "pb" => 1e15,
-        "pi" | "pib" => 1024f64.powi(5),
-        "e" | "eb" => 1e18,
-        "ei" | "eib" => 1024f64.powi(6),
-        _ => return Err(format!("unhandled size name: {unit}")),
-    };
-    let v = f * m;
-    if v >= 1.8446744073709552e19 {
-        return Err(format!("too large: {s}"));
-    }
-    Ok(v.trunc())
+    crate::units::parse_bytes(s).map(|b| b as f64)
 }
 
 /// Go's `%q` / `strconv.Quote` for error messages.
