@@ -39,7 +39,9 @@ impl Drop for CancelOnDrop {
     }
 }
 
-fn wants_categorized(p: &Params) -> bool {
+/// Whether the client asked for Loki's categorized labels
+/// (`X-Loki-Response-Encoding-Flags: categorize-labels`).
+pub fn wants_categorized(p: &Params) -> bool {
     p.header("x-loki-response-encoding-flags").is_some_and(|v| {
         v.split(',')
             .any(|f| f.trim().eq_ignore_ascii_case("categorize-labels"))

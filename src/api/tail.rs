@@ -18,6 +18,7 @@ use axum::response::Response;
 
 use crate::api::encode::streams_result;
 use crate::api::error::ApiError;
+use crate::api::handlers::wants_categorized;
 use crate::api::params::{now_ns, Params};
 use crate::api::AppState;
 use crate::logql::eval::{QueryParams, QueryResult, ResultEntry};
@@ -32,13 +33,15 @@ pub async fn tail(
     let tenant = st.single_tenant(&p.headers)?;
     let query = p
         .get("query")
-        .ok_or_else(|| ApiError::bad_request("query parameter is required"))?
-        .to_string();
-    if let Expr::Metric(_) = parse_expr(&query)? {
+        .ok_or_else(|| ApiError::bad_request("query parameter is required"))?;
+    // Parsed once here; every poll evaluates the same expression.
+    let expr = parse_expr(query)?;
+    if let Expr::Metric(_) = expr {
         return Err(ApiError::bad_request(
             "tail queries must be log queries, not metric queries",
         ));
     }
+    let expr = Arc::new(expr);
     let limit = p.limit(100)?;
     let now = now_ns();
     let start = p.time("start", now - 3_600_000_000_000)?;
@@ -56,16 +59,13 @@ pub async fn tail(
             }
         },
     };
-    let categorize = p.header("x-loki-response-encoding-flags").is_some_and(|v| {
-        v.split(',')
-            .any(|f| f.trim().eq_ignore_ascii_case("categorize-labels"))
-    });
+    let categorize = wants_categorized(&p);
     Ok(ws.on_upgrade(move |socket| {
         tail_loop(
             st,
             socket,
             tenant,
-            query,
+            expr,
             start,
             limit,
             delay * 1_000_000_000,
@@ -167,7 +167,7 @@ async fn tail_loop(
     st: Arc<AppState>,
     mut socket: WebSocket,
     tenant: String,
-    query: String,
+    expr: Arc<Expr>,
     start: i64,
     limit: usize,
     delay_ns: i64,
@@ -193,10 +193,10 @@ async fn tail_loop(
                 },
                 instant: false,
             };
-            let (st2, tenant2, query2) = (st.clone(), tenant.clone(), query.clone());
+            let (st2, tenant2, expr2) = (st.clone(), tenant.clone(), expr.clone());
             let ctx = st.engine.context();
             let res =
-                tokio::task::spawn_blocking(move || st2.engine.query(&tenant2, &query2, &qp, &ctx))
+                tokio::task::spawn_blocking(move || st2.engine.eval(&tenant2, &expr2, &qp, &ctx))
                     .await;
             match res {
                 Ok(Ok(QueryResult::Streams(mut entries))) => {
