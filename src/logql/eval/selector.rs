@@ -2,20 +2,14 @@
 
 use crate::logql::eval::EvalError;
 use crate::logql::syntax::ast;
-use crate::storage::{MatchOp, Matcher};
+use crate::storage::Matcher;
 
 /// Compiles a selector's matchers for storage. A bad regex is a 400, with
 /// the message Loki gives for it.
 pub fn storage_matchers(sel: &[ast::Matcher]) -> Result<Vec<Matcher>, EvalError> {
     sel.iter()
         .map(|m| {
-            let op = match m.op {
-                ast::MatchOp::Eq => MatchOp::Eq,
-                ast::MatchOp::Neq => MatchOp::Neq,
-                ast::MatchOp::Re => MatchOp::Re,
-                ast::MatchOp::Nre => MatchOp::Nre,
-            };
-            Matcher::new(m.name.clone(), op, m.value.clone()).map_err(|e| {
+            m.to_storage().map_err(|e| {
                 EvalError::BadRequest(format!(
                     "parse error : invalid regular expression {:?}: {e}",
                     m.value
