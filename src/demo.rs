@@ -5,6 +5,7 @@
 //! the same kind of records continuously to a server, half through the Loki
 //! push API and half through OTLP/HTTP, for the docker-compose demo.
 
+use crate::units::now_ns;
 use std::fmt::Write as _;
 
 /// A tiny deterministic PRNG (SplitMix64): the same seed gives the same
@@ -204,13 +205,6 @@ pub struct DemoArgs {
     /// Stop after this many records (0: run until killed).
     #[arg(long, default_value_t = 0)]
     pub count: u64,
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 /// The OTLP/HTTP protobuf body for a batch of records.

@@ -28,6 +28,7 @@ use clap::Args;
 use prost::Message;
 
 use crate::proto::logproto::{EntryAdapter, PushRequest, StreamAdapter};
+use crate::units::now_ns;
 
 #[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
@@ -178,13 +179,6 @@ impl Conn {
         self.reader.read_exact(&mut body)?;
         Ok((status, body))
     }
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 /// Encodes one batch; `seq` makes timestamps unique across the run.

@@ -1,10 +1,18 @@
-//! Units shared by every layer: Prometheus and Go duration strings and
+//! Units and the clock shared by every layer: the current time in Unix ns, Prometheus and Go duration strings and
 //! humanized byte sizes, parsed exactly as Loki's Go code parses them
 //! (`model.ParseDuration`, `time.ParseDuration`, go-humanize's
 //! `ParseBytes`). LogQL literals, label filters, template functions, and
 //! durations in flags and the config file all go through here.
 
 use crate::labels::go_quote;
+
+/// The current time in Unix nanoseconds (saturating past the year 2262).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
+        .unwrap_or(0)
+}
 
 /// One millisecond in nanoseconds.
 pub(crate) const MS: i64 = 1_000_000;

@@ -176,7 +176,7 @@ pub async fn volume_range(
     let r = volume_request(&st, &p)?;
     let step = p
         .duration("step")?
-        .unwrap_or_else(|| ((r.end - r.start) / 250 / 1_000_000_000).max(1) * 1_000_000_000);
+        .unwrap_or_else(|| crate::api::params::default_step(r.start, r.end));
     if step <= 0 {
         return Err(ApiError::bad_request("zero or negative query resolution step widths are not accepted. Try a positive integer"));
     }
@@ -391,7 +391,7 @@ pub async fn patterns(State(st): State<Arc<AppState>>, p: Params) -> Result<Resp
     let (start, end) = p.bounds(now_ns())?;
     let step = p
         .duration("step")?
-        .unwrap_or_else(|| ((end - start) / 250 / 1_000_000_000).max(10) * 1_000_000_000)
+        .unwrap_or_else(|| crate::api::params::default_step(start, end).max(10_000_000_000))
         .max(1_000_000_000);
     let entries = sample_entries(&st, &p, 5000).await?;
     let found = analysis::mine_patterns(&entries, start, step);

@@ -95,7 +95,7 @@ pub async fn query_range(State(st): State<Arc<AppState>>, p: Params) -> Result<R
     }
     let step = match p.duration("step")? {
         Some(s) => s,
-        None => ((end - start) / 250 / 1_000_000_000).max(1) * 1_000_000_000,
+        None => crate::api::params::default_step(start, end),
     };
     if step <= 0 {
         return Err(ApiError::bad_request("zero or negative query resolution step widths are not accepted. Try a positive integer"));

@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, Method};
 
 use crate::api::error::ApiError;
 use crate::storage::Direction;
+pub use crate::units::now_ns;
 
 /// Parameters and headers of one request.
 #[derive(Debug, Default, Clone)]
@@ -211,12 +212,10 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Current time in Unix ns.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+/// Loki's default `step` for a range (`defaultQueryRangeStep`):
+/// `max(floor((end - start) / 250 s), 1)` seconds, in ns.
+pub fn default_step(start: i64, end: i64) -> i64 {
+    ((end - start) / 250 / 1_000_000_000).max(1) * 1_000_000_000
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@
 //! what is left. OTLP requests are mapped onto `RawStream`s by [`otlp`] and
 //! follow the same path.
 
+pub(crate) use crate::units::now_ns;
+
 pub mod discovery;
 pub mod limits;
 pub mod otlp;
@@ -620,14 +622,6 @@ fn totals(streams: &[PushStream]) -> (usize, usize) {
         bytes += s.entries.iter().map(validate::entry_size).sum::<usize>();
     }
     (lines, bytes)
-}
-
-/// Wall clock in Unix nanoseconds.
-pub(crate) fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use super::head::Head;
 use super::read::{MergeIter, Source, SrcBlock, MEMORY_ORIGIN};
 use super::wal::{self, Wal, REC_PUSH};
 use super::*;
+use crate::units::now_ns;
 
 struct CutChunk {
     chunk: Arc<Chunk>,
@@ -579,10 +580,6 @@ fn open_block_entries(
         }
     }
     Ok(b)
-}
-
-fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 impl Engine {
