@@ -15,7 +15,7 @@ use axum::response::Response;
 
 use crate::api::encode::{format_ts_ms, json_labels, json_str};
 use crate::api::error::ApiError;
-use crate::api::handlers::{json_response, selector_matchers};
+use crate::api::handlers::{json_response, required_query, selector_matchers};
 use crate::api::params::{now_ns, Params};
 use crate::api::AppState;
 use crate::labels::Labels;
@@ -54,9 +54,7 @@ struct VolumeRequest {
 fn volume_request(st: &AppState, p: &Params) -> Result<VolumeRequest, ApiError> {
     let tenant = st.tenant(&p.headers)?;
     let (start, end) = p.bounds(now_ns())?;
-    let q = p
-        .get("query")
-        .ok_or_else(|| ApiError::bad_request("query parameter is required"))?;
+    let q = required_query(p)?;
     let matchers = selector_matchers(q)?;
     let limit = match p.get("limit").map(|v| v.parse::<usize>()) {
         None | Some(Ok(0)) => 100,
@@ -278,10 +276,7 @@ async fn sample_entries(
 ) -> Result<Vec<ResultEntry>, ApiError> {
     let tenant = st.tenant(&p.headers)?;
     let (start, end) = p.bounds(now_ns())?;
-    let query = p
-        .get("query")
-        .ok_or_else(|| ApiError::bad_request("query parameter is required"))?
-        .to_string();
+    let query = required_query(p)?.to_string();
     let qp = QueryParams {
         start,
         end,

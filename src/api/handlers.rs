@@ -77,15 +77,15 @@ async fn run_query(
     )))
 }
 
-fn required_query(p: &Params) -> Result<String, ApiError> {
+/// The `query` parameter, or Loki's 400 when it is missing.
+pub fn required_query(p: &Params) -> Result<&str, ApiError> {
     p.get("query")
-        .map(str::to_string)
         .ok_or_else(|| ApiError::bad_request("query parameter is required"))
 }
 
 /// `GET|POST /loki/api/v1/query_range`
 pub async fn query_range(State(st): State<Arc<AppState>>, p: Params) -> Result<Response, ApiError> {
-    let query = required_query(&p)?;
+    let query = required_query(&p)?.to_string();
     let now = now_ns();
     let (start, end) = p.bounds(now)?;
     if end < start {
@@ -126,7 +126,7 @@ pub async fn query_instant(
     State(st): State<Arc<AppState>>,
     p: Params,
 ) -> Result<Response, ApiError> {
-    let query = required_query(&p)?;
+    let query = required_query(&p)?.to_string();
     let t = p.time("time", now_ns())?;
     let qp = QueryParams {
         start: t,
@@ -255,7 +255,7 @@ pub async fn series(State(st): State<Arc<AppState>>, p: Params) -> Result<Respon
 pub async fn index_stats(State(st): State<Arc<AppState>>, p: Params) -> Result<Response, ApiError> {
     let tenant = st.tenant(&p.headers)?;
     let (start, end) = p.bounds(now_ns())?;
-    let matchers = selector_matchers(&required_query(&p)?)?;
+    let matchers = selector_matchers(required_query(&p)?)?;
     let store = st.store.clone();
     let s = tokio::task::spawn_blocking(move || {
         tenants::index_stats(&store, &tenant, &matchers, start, end.saturating_add(1))
@@ -270,7 +270,7 @@ pub async fn index_stats(State(st): State<Arc<AppState>>, p: Params) -> Result<R
 /// `GET|POST /loki/api/v1/format_query`
 pub async fn format_query(p: Params) -> Result<Response, ApiError> {
     let q = required_query(&p)?;
-    let expr = parse_expr(&q)?;
+    let expr = parse_expr(q)?;
     let printed = expr.to_string();
     let mut out = String::from("{\"status\":\"success\",\"data\":");
     json_str(&mut out, &printed);

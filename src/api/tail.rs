@@ -18,7 +18,7 @@ use axum::response::Response;
 
 use crate::api::encode::streams_result;
 use crate::api::error::ApiError;
-use crate::api::handlers::wants_categorized;
+use crate::api::handlers::{required_query, wants_categorized};
 use crate::api::params::{now_ns, Params};
 use crate::api::AppState;
 use crate::logql::eval::{QueryParams, QueryResult, ResultEntry};
@@ -31,9 +31,7 @@ pub async fn tail(
     p: Params,
 ) -> Result<Response, ApiError> {
     let tenant = st.single_tenant(&p.headers)?;
-    let query = p
-        .get("query")
-        .ok_or_else(|| ApiError::bad_request("query parameter is required"))?;
+    let query = required_query(&p)?;
     // Parsed once here; every poll evaluates the same expression.
     let expr = parse_expr(query)?;
     if let Expr::Metric(_) = expr {
