@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use miniloki::labels::Labels;
+use miniloki::limits::TenantLimits;
 use miniloki::logql::eval::{Engine, QueryLimits, QueryParams, QueryResult};
 use miniloki::storage::{Direction, PushEntry, PushStream, StorageConfig, Store, SyncPolicy};
 
@@ -125,10 +126,10 @@ fn main() {
 
     let engine = Engine::new(
         Arc::clone(&store),
-        QueryLimits {
+        Arc::new(TenantLimits::new(QueryLimits {
             max_query_series: 100_000,
             ..QueryLimits::default()
-        },
+        })),
     );
     let queries: [(&str, &str, bool); 7] = [
         ("literal", "{job=\"bench\", format=\"plain\"} |= \"no-such-literal-anywhere\"", false),
@@ -152,7 +153,7 @@ fn main() {
             direction: Direction::Backward,
             instant: false,
         };
-        let ctx = engine.context();
+        let ctx = engine.context("bench");
         let t = Instant::now();
         let r = engine
             .query("bench", q, &params, &ctx)

@@ -8,6 +8,7 @@
 //! them (flag/env > file > built-in default) into the [`Config`] the rest of
 //! the program uses. Every key is documented in `docs/configuration.md`.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +17,8 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::ingest::{IngestLimits, OtlpConfig};
+use crate::limits::{apply_table, to_table};
+use crate::logql::eval::QueryLimits;
 use crate::storage::{Codec, StorageConfig, SyncPolicy};
 
 /// miniloki: Grafana Loki's push API, storage and LogQL in one binary.
@@ -123,14 +126,20 @@ pub struct FileConfig {
     pub server: FileServer,
     #[serde(default)]
     pub storage: FileStorage,
+    /// `[query]`: the per-tenant query limits (`logql::eval::QueryLimits`)
+    /// and the server-wide query settings ([`FileQuery`]), split by key.
     #[serde(default)]
-    pub query: FileQuery,
+    pub query: toml::Table,
     /// `[ingest]`: every ingestion limit (see `ingest::IngestLimits`).
     #[serde(default)]
     pub ingest: IngestLimits,
     /// `[otlp]`: Loki's `otlp_config` (see `ingest::OtlpConfig`).
     #[serde(default)]
     pub otlp: OtlpConfig,
+    /// `[overrides.<tenant>]`: any `[ingest]` or `[query]` limit for one
+    /// tenant. Re-read while the server runs (see [`reload_overrides`]).
+    #[serde(default)]
+    pub overrides: BTreeMap<String, toml::Table>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -160,14 +169,10 @@ pub struct FileStorage {
     pub max_head_bytes: Option<usize>,
 }
 
-/// `[query]`: query limits.
+/// The keys of `[query]` that are server-wide rather than per-tenant limits.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
-pub struct FileQuery {
-    pub max_entries_limit_per_query: Option<usize>,
-    pub max_query_series: Option<usize>,
-    pub query_timeout: Option<String>,
-}
+pub struct FileQuery {}
 
 /// Errors in flags, environment variables or the config file.
 #[derive(Debug, thiserror::Error)]
@@ -192,11 +197,15 @@ pub struct Config {
     /// `--auth-tokens-file`: built-in access control (see `api::auth`).
     pub auth_tokens_file: Option<PathBuf>,
     pub storage: StorageConfig,
+    /// Ingestion limits of every tenant without an override.
     pub ingest: IngestLimits,
     pub otlp: OtlpConfig,
-    pub max_entries_limit_per_query: usize,
-    pub max_query_series: usize,
-    pub query_timeout: Duration,
+    /// Query limits of every tenant without an override.
+    pub query: QueryLimits,
+    /// Per-tenant limits from `[overrides]`.
+    pub overrides: Overrides,
+    /// The config file, re-read for `[overrides]` changes.
+    pub config_file: Option<PathBuf>,
     pub log_level: String,
     pub log_format: String,
 }
@@ -218,7 +227,7 @@ impl Config {
                 });
             }
         }
-        let (s, st, q) = (&file.server, &file.storage, &file.query);
+        let (s, st) = (&file.server, &file.storage);
 
         let listen = args
             .listen
@@ -316,10 +325,20 @@ impl Config {
         if let Some(v) = args.max_line_size_truncate {
             ingest.max_line_size_truncate = v;
         }
-        let query_timeout = match args.query_timeout.as_deref().or(q.query_timeout.as_deref()) {
-            Some(v) => duration_key("query_timeout", v)?,
-            None => Duration::from_secs(60),
-        };
+        let (mut query, _server_query) =
+            split_query_section(&file.query).map_err(|detail| ConfigError::Parse {
+                path: args.config.clone().unwrap_or_default(),
+                detail,
+            })?;
+        if let Some(v) = args.query_timeout.as_deref() {
+            query.query_timeout = duration_key("query_timeout", v)?;
+        }
+        let overrides = build_overrides(&file.overrides, &ingest, &query).map_err(|detail| {
+            ConfigError::Parse {
+                path: args.config.clone().unwrap_or_default(),
+                detail,
+            }
+        })?;
         Ok(Config {
             listen,
             otlp_grpc_listen,
@@ -331,9 +350,9 @@ impl Config {
             storage,
             ingest,
             otlp: file.otlp,
-            max_entries_limit_per_query: q.max_entries_limit_per_query.unwrap_or(5000),
-            max_query_series: q.max_query_series.unwrap_or(500),
-            query_timeout,
+            query,
+            overrides,
+            config_file: args.config.clone(),
             log_level: args
                 .log_level
                 .clone()
@@ -346,6 +365,90 @@ impl Config {
                 .unwrap_or_else(|| "text".into()),
         })
     }
+}
+
+/// Per-tenant limit sets from `[overrides.<tenant>]`, each the defaults
+/// with the tenant's keys laid over them. A tenant appears in a map only
+/// when it sets a key of that kind.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub ingest: HashMap<String, IngestLimits>,
+    pub query: HashMap<String, QueryLimits>,
+}
+
+/// Ingestion settings that apply to the whole server (the HTTP body limit
+/// is checked before the tenant is known).
+const SERVER_WIDE_INGEST_KEYS: [&str; 2] = ["max_recv_msg_size", "max_decompressed_size"];
+
+/// Splits `[query]` into the per-tenant [`QueryLimits`] and the server-wide
+/// [`FileQuery`] keys.
+fn split_query_section(t: &toml::Table) -> Result<(QueryLimits, FileQuery), String> {
+    let defaults = QueryLimits::default();
+    let limit_keys = to_table(&defaults)?;
+    let (limits, rest): (toml::Table, toml::Table) = t
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .partition(|(k, _)| limit_keys.contains_key(k));
+    let limits = apply_table(&defaults, &limits).map_err(|e| format!("[query]: {e}"))?;
+    let server: FileQuery = toml::Value::Table(rest)
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("[query]: {}", e.message()))?;
+    Ok((limits, server))
+}
+
+/// Builds every tenant's limits from its `[overrides.<tenant>]` table over
+/// the running defaults. Unknown keys and server-wide keys are errors.
+pub fn build_overrides(
+    tables: &BTreeMap<String, toml::Table>,
+    ingest: &IngestLimits,
+    query: &QueryLimits,
+) -> Result<Overrides, String> {
+    let ingest_keys = to_table(ingest)?;
+    let query_keys = to_table(query)?;
+    let mut out = Overrides::default();
+    for (tenant, table) in tables {
+        let mut for_ingest = toml::Table::new();
+        let mut for_query = toml::Table::new();
+        for (k, v) in table {
+            if SERVER_WIDE_INGEST_KEYS.contains(&k.as_str()) {
+                return Err(format!(
+                    "[overrides.{tenant}]: {k} applies to the whole server; set it in [ingest]"
+                ));
+            } else if ingest_keys.contains_key(k) {
+                for_ingest.insert(k.clone(), v.clone());
+            } else if query_keys.contains_key(k) {
+                for_query.insert(k.clone(), v.clone());
+            } else {
+                return Err(format!("[overrides.{tenant}]: unknown limit `{k}`"));
+            }
+        }
+        if !for_ingest.is_empty() {
+            let l = apply_table(ingest, &for_ingest)
+                .map_err(|e| format!("[overrides.{tenant}]: {e}"))?;
+            out.ingest.insert(tenant.clone(), l);
+        }
+        if !for_query.is_empty() {
+            let l =
+                apply_table(query, &for_query).map_err(|e| format!("[overrides.{tenant}]: {e}"))?;
+            out.query.insert(tenant.clone(), l);
+        }
+    }
+    Ok(out)
+}
+
+/// Re-reads `[overrides]` from the config file over the running defaults.
+/// The rest of the file is parsed (so a broken file is reported) but only
+/// takes effect at the next start.
+pub fn reload_overrides(
+    path: &Path,
+    ingest: &IngestLimits,
+    query: &QueryLimits,
+) -> Result<Overrides, ConfigError> {
+    let file = load_file(path)?;
+    build_overrides(&file.overrides, ingest, query).map_err(|detail| ConfigError::Parse {
+        path: path.to_path_buf(),
+        detail,
+    })
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -464,7 +567,59 @@ mod tests {
         assert_eq!(c.ingest.max_label_names_per_series, 15);
         assert_eq!(c.storage.chunk_idle_period, Duration::from_secs(1800));
         assert_eq!(c.otlp.resource_attributes.attributes_config.len(), 1);
-        assert_eq!(c.max_query_series, 500);
+        assert_eq!(c.query.max_query_series, 500);
+        assert_eq!(
+            c.overrides.query["team-a"].max_query_bytes_read,
+            50_000_000_000
+        );
+        assert_eq!(c.overrides.ingest["team-a"].ingestion_rate_mb, 16.0);
+    }
+
+    fn resolve_file(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn query_limits_and_per_tenant_overrides() {
+        let c = resolve_file(
+            "[ingest]\nmax_line_size = 1000\n[query]\nmax_query_length = \"2d\"\nmax_query_bytes_read = \"1GB\"\n\
+             [overrides.small]\nmax_line_size = 10\nmax_query_series = 3\n\
+             [overrides.\"team-b\"]\nquery_timeout = \"5m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.query.max_query_length, Duration::from_secs(2 * 86400));
+        assert_eq!(c.query.max_query_bytes_read, 1_000_000_000);
+        assert_eq!(c.query.max_query_series, 500);
+        let small_i = &c.overrides.ingest["small"];
+        assert_eq!(small_i.max_line_size, 10);
+        // Keys not overridden come from [ingest], not from the built-in default.
+        assert_eq!(small_i.max_label_names_per_series, 15);
+        let small_q = &c.overrides.query["small"];
+        assert_eq!(small_q.max_query_series, 3);
+        assert_eq!(small_q.max_query_length, Duration::from_secs(2 * 86400));
+        assert!(!c.overrides.ingest.contains_key("team-b"));
+        assert_eq!(
+            c.overrides.query["team-b"].query_timeout,
+            Duration::from_secs(300)
+        );
+    }
+
+    #[test]
+    fn bad_overrides_are_errors() {
+        let e = resolve_file("[overrides.a]\nmax_lines = 3\n").unwrap_err();
+        assert!(e.to_string().contains("unknown limit `max_lines`"), "{e}");
+        let e = resolve_file("[overrides.a]\nmax_recv_msg_size = 3\n").unwrap_err();
+        assert!(e.to_string().contains("whole server"), "{e}");
+        let e = resolve_file("[overrides.a]\nmax_query_length = \"soon\"\n").unwrap_err();
+        assert!(e.to_string().contains("invalid duration"), "{e}");
+        let e = resolve_file("[query]\nmax_query_lenght = \"1h\"\n").unwrap_err();
+        assert!(e.to_string().contains("max_query_lenght"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! * [`logql`] — the LogQL parser and AST, the per-line pipeline, and the
 //!   evaluation of log and metric queries.
 //! * [`labels`] — label sets, shared by every layer.
+//! * [`limits`] — per-tenant limits: defaults and overrides, generic over
+//!   the ingestion and query limit sets.
 //! * [`config`] — flags, environment variables and the config file.
 //! * [`fuzz`] — in-repo fuzzing of every decoder of untrusted bytes.
 //! * [`proto`] — types generated from `schema/*.proto`.
@@ -23,6 +25,7 @@ pub mod demo;
 pub mod fuzz;
 pub mod ingest;
 pub mod labels;
+pub mod limits;
 pub mod loadgen;
 pub mod logql;
 pub mod proto;

@@ -175,6 +175,145 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok(v as u64)
 }
 
+/// Prometheus' `model.Duration.String()` (millisecond precision): `30d1h`,
+/// `1w`, `90s`, `0s`. Years and weeks only when they divide exactly.
+pub fn format_model_duration(ns: i64) -> String {
+    let mut ms = ns / MS;
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    if ms < 0 {
+        out.push('-');
+        ms = -ms;
+    }
+    const DAY: i64 = 24 * 3600 * 1000;
+    for (unit, mult, exact) in [
+        ("y", 365 * DAY, true),
+        ("w", 7 * DAY, true),
+        ("d", DAY, false),
+        ("h", 3600 * 1000, false),
+        ("m", 60 * 1000, false),
+        ("s", 1000, false),
+        ("ms", 1, false),
+    ] {
+        if exact && ms % mult != 0 {
+            continue;
+        }
+        let v = ms / mult;
+        if v > 0 {
+            out.push_str(&format!("{v}{unit}"));
+            ms -= v * mult;
+        }
+    }
+    out
+}
+
+/// Go's `time.Duration.String()`: `744h0m0s`, `1m30s`, `1.5s`, `250ms`.
+pub fn format_go_duration(ns: i64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    let sign = if ns < 0 { "-" } else { "" };
+    let u = ns.unsigned_abs();
+    // A value with up to 9 fractional digits, trailing zeros dropped.
+    let frac = |whole: u64, rem: u64, digits: u32| -> String {
+        if rem == 0 {
+            return whole.to_string();
+        }
+        let s = format!("{rem:0width$}", width = digits as usize);
+        format!("{whole}.{}", s.trim_end_matches('0'))
+    };
+    if u < 1_000_000_000 {
+        let (unit, div, digits) = if u < 1_000 {
+            ("ns", 1, 0)
+        } else if u < 1_000_000 {
+            ("\u{b5}s", 1_000, 3)
+        } else {
+            ("ms", 1_000_000, 6)
+        };
+        return format!("{sign}{}{unit}", frac(u / div, u % div, digits));
+    }
+    let secs = u / 1_000_000_000;
+    let sub = u % 1_000_000_000;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let s = frac(s, sub, 9);
+    if h > 0 {
+        format!("{sign}{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{sign}{m}m{s}s")
+    } else {
+        format!("{sign}{s}s")
+    }
+}
+
+/// go-humanize's `IBytes`: `512 B`, `1.0 KiB`, `15 MiB`, `2.5 GiB`.
+pub fn format_ibytes(n: u64) -> String {
+    const SIZES: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 10 {
+        return format!("{n} B");
+    }
+    let e = ((n as f64).ln() / 1024f64.ln()).floor() as usize;
+    let e = e.min(SIZES.len() - 1);
+    let val = ((n as f64) / 1024f64.powi(e as i32) * 10.0 + 0.5).floor() / 10.0;
+    if val < 10.0 {
+        format!("{val:.1} {}", SIZES[e])
+    } else {
+        format!("{val:.0} {}", SIZES[e])
+    }
+}
+
+/// Serde for `Duration` fields of the config file: whole seconds or a
+/// duration string (`10m`, `7d`, `1h30m`, `1.5h`); written back as a string.
+pub mod serde_duration {
+    use serde::{Deserialize, Serialize};
+    use std::time::Duration;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => super::parse_std_duration(&t)
+                .ok_or_else(|| serde::de::Error::custom(format!("invalid duration {t:?}"))),
+        }
+    }
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        let ns = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        super::format_go_duration(ns).serialize(s)
+    }
+}
+
+/// Serde for byte sizes in the config file: a number of bytes or a size
+/// string (`512MB`, `1GiB`); written back as a number.
+pub mod serde_bytes {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Bytes(b) => Ok(b),
+            Raw::Text(t) => super::parse_bytes(t.trim()).map_err(serde::de::Error::custom),
+        }
+    }
+
+    pub fn serialize<S: serde::Serializer>(b: &u64, s: S) -> Result<S::Ok, S::Error> {
+        b.serialize(s)
+    }
+}
+
 /// Loki's duration literals: the Prometheus form first, then Go's.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     parse_prometheus_duration(s).or_else(|_| parse_go_duration(s))
@@ -190,6 +329,30 @@ pub fn parse_std_duration(s: &str) -> Option<std::time::Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_like_go_and_prometheus() {
+        const S: i64 = 1_000_000_000;
+        assert_eq!(format_model_duration(721 * 3600 * S), "30d1h");
+        assert_eq!(format_model_duration(7 * 24 * 3600 * S), "1w");
+        assert_eq!(format_model_duration(90 * S), "1m30s");
+        assert_eq!(format_model_duration(1500 * MS), "1s500ms");
+        assert_eq!(format_model_duration(0), "0s");
+        assert_eq!(format_go_duration(744 * 3600 * S), "744h0m0s");
+        assert_eq!(format_go_duration(90 * S), "1m30s");
+        assert_eq!(format_go_duration(3600 * S + 500 * MS), "1h0m0.5s");
+        assert_eq!(format_go_duration(1500 * MS), "1.5s");
+        assert_eq!(format_go_duration(250 * MS), "250ms");
+        assert_eq!(format_go_duration(1500), "1.5\u{b5}s");
+        assert_eq!(format_go_duration(-5 * S), "-5s");
+        assert_eq!(format_go_duration(0), "0s");
+        assert_eq!(format_ibytes(5), "5 B");
+        assert_eq!(format_ibytes(500), "500 B");
+        assert_eq!(format_ibytes(1024), "1.0 KiB");
+        assert_eq!(format_ibytes(1536), "1.5 KiB");
+        assert_eq!(format_ibytes(10 * 1024 * 1024), "10 MiB");
+        assert_eq!(format_ibytes(82854982), "79 MiB");
+    }
 
     /// Regression: the label-filter copy of the Go parser saturated on
     /// overflow; Go's `time.ParseDuration` (and Loki) reject it.

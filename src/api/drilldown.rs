@@ -42,6 +42,8 @@ fn volume_key(labels: &Labels, targets: &[String], by_labels: bool) -> Vec<Label
 }
 
 struct VolumeRequest {
+    /// The whole range is older than `max_query_lookback`: nothing to read.
+    too_old: bool,
     tenant: String,
     matchers: Vec<Matcher>,
     start: i64,
@@ -54,6 +56,9 @@ struct VolumeRequest {
 fn volume_request(st: &AppState, p: &Params) -> Result<VolumeRequest, ApiError> {
     let tenant = st.tenant(&p.headers)?;
     let (start, end) = p.bounds(now_ns())?;
+    let range = st.read_range(&tenant, start, end)?;
+    let too_old = range.is_none();
+    let (start, end) = range.unwrap_or((start, end));
     let q = required_query(p)?;
     let matchers = selector_matchers(q)?;
     let limit = match p.get("limit").map(|v| v.parse::<usize>()) {
@@ -84,6 +89,7 @@ fn volume_request(st: &AppState, p: &Params) -> Result<VolumeRequest, ApiError> 
         }
     }
     Ok(VolumeRequest {
+        too_old,
         tenant,
         matchers,
         start,
@@ -101,6 +107,9 @@ fn compute_volume(
     step: i64,
 ) -> Result<HashMap<Labels, BTreeMap<i64, u64>>, ApiError> {
     let mut out: HashMap<Labels, BTreeMap<i64, u64>> = HashMap::new();
+    if r.too_old {
+        return Ok(out);
+    }
     let through = r.end.saturating_add(1);
     let series = tenants::select_series(&st.store, &r.tenant, &r.matchers, r.start, through)?;
     let mut stats = ReadStats::default();
@@ -287,7 +296,7 @@ async fn sample_entries(
         instant: false,
     };
     let st2 = st.clone();
-    let ctx = st.engine.context();
+    let ctx = st.engine.context(&tenant);
     let res =
         tokio::task::spawn_blocking(move || st2.engine.query(&tenant, &query, &qp, &ctx)).await??;
     match res {
@@ -413,21 +422,34 @@ pub async fn patterns(State(st): State<Arc<AppState>>, p: Params) -> Result<Resp
 }
 
 /// `GET /loki/api/v1/drilldown-limits`
-pub async fn drilldown_limits(State(st): State<Arc<AppState>>) -> Response {
-    let c = &st.config;
+pub async fn drilldown_limits(
+    State(st): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let org_id = st.tenant(&headers)?;
+    let q = st.engine.limits(&org_id);
+    // Ingestion limits of the first tenant of `a|b`.
+    let first = tenants::split_tenants(&org_id)
+        .first()
+        .copied()
+        .unwrap_or("");
+    let i = st.ingester.limits(first);
     let body = serde_json::json!({
         "limits": {
-            "discover_log_levels": c.ingest.discover_log_levels,
-            "discover_service_name": c.ingest.discover_service_name,
-            "max_entries_limit_per_query": c.max_entries_limit_per_query,
-            "max_query_series": c.max_query_series,
-            "query_timeout": format!("{}s", c.query_timeout.as_secs()),
+            "discover_log_levels": i.discover_log_levels,
+            "discover_service_name": i.discover_service_name,
+            "max_entries_limit_per_query": q.max_entries_limit_per_query,
+            "max_query_series": q.max_query_series,
+            "query_timeout": format!("{}s", q.query_timeout.as_secs()),
+            "max_query_length": crate::units::format_model_duration(
+                i64::try_from(q.max_query_length.as_nanos()).unwrap_or(i64::MAX),
+            ),
             "volume_enabled": true,
             "pattern_persistence_enabled": false,
-            "max_line_size": c.ingest.max_line_size,
+            "max_line_size": i.max_line_size,
         },
         "pattern_ingester_enabled": true,
         "version": crate::api::LOKI_COMPAT_VERSION,
     });
-    json_response(body.to_string())
+    Ok(json_response(body.to_string()))
 }

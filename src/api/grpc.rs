@@ -65,7 +65,7 @@ impl LogsService for OtlpGrpc {
 /// The tonic service with gzip and the push size limit
 /// (`[ingest] max_recv_msg_size`, as for OTLP/HTTP; 0 = unlimited).
 pub fn service(state: Arc<AppState>) -> LogsServiceServer<OtlpGrpc> {
-    let max = match state.ingester.limits().max_recv_msg_size {
+    let max = match state.config.ingest.max_recv_msg_size {
         0 => usize::MAX,
         n => n,
     };

@@ -56,7 +56,7 @@ async fn run_query(
 ) -> Result<Response, ApiError> {
     let tenant = st.tenant(&p.headers)?;
     let categorize = wants_categorized(p);
-    let ctx = st.engine.context();
+    let ctx = st.engine.context(&tenant);
     let mut guard = CancelOnDrop(ctx.cancel.clone(), false);
     let st2 = st.clone();
     let ctx2 = ctx.clone();
@@ -181,6 +181,9 @@ pub async fn labels(State(st): State<Arc<AppState>>, p: Params) -> Result<Respon
         Some(q) => selector_matchers(q)?,
         None => Vec::new(),
     };
+    let Some((start, end)) = st.read_range(&tenant, start, end)? else {
+        return Ok(list_response(&[]));
+    };
     let store = st.store.clone();
     let names = tokio::task::spawn_blocking(move || {
         tenants::label_names(&store, &tenant, &matchers, start, end.saturating_add(1))
@@ -200,6 +203,9 @@ pub async fn label_values(
     let matchers = match p.get("query") {
         Some(q) => selector_matchers(q)?,
         None => Vec::new(),
+    };
+    let Some((start, end)) = st.read_range(&tenant, start, end)? else {
+        return Ok(list_response(&[]));
     };
     let store = st.store.clone();
     let values = tokio::task::spawn_blocking(move || {
@@ -229,6 +235,11 @@ pub async fn series(State(st): State<Arc<AppState>>, p: Params) -> Result<Respon
     if selectors.is_empty() {
         selectors.push(Vec::new());
     }
+    let Some((start, end)) = st.read_range(&tenant, start, end)? else {
+        return Ok(json_response(
+            "{\"status\":\"success\",\"data\":[]}".to_string(),
+        ));
+    };
     let store = st.store.clone();
     let found = tokio::task::spawn_blocking(move || -> Result<Vec<Labels>, ApiError> {
         let mut all = std::collections::BTreeSet::new();
@@ -256,11 +267,16 @@ pub async fn index_stats(State(st): State<Arc<AppState>>, p: Params) -> Result<R
     let tenant = st.tenant(&p.headers)?;
     let (start, end) = p.bounds(now_ns())?;
     let matchers = selector_matchers(required_query(&p)?)?;
-    let store = st.store.clone();
-    let s = tokio::task::spawn_blocking(move || {
-        tenants::index_stats(&store, &tenant, &matchers, start, end.saturating_add(1))
-    })
-    .await??;
+    let s = match st.read_range(&tenant, start, end)? {
+        None => Default::default(),
+        Some((start, end)) => {
+            let store = st.store.clone();
+            tokio::task::spawn_blocking(move || {
+                tenants::index_stats(&store, &tenant, &matchers, start, end.saturating_add(1))
+            })
+            .await??
+        }
+    };
     Ok(json_response(format!(
         "{{\"streams\":{},\"chunks\":{},\"entries\":{},\"bytes\":{}}}",
         s.streams, s.chunks, s.entries, s.bytes

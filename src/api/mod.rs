@@ -21,6 +21,7 @@ pub mod params;
 pub mod push;
 pub mod tail;
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,6 +37,8 @@ use crate::api::error::ApiError;
 use crate::api::metrics::{write_gauge, HttpMetrics};
 use crate::config::Config;
 use crate::ingest::Ingester;
+use crate::labels::go_quote;
+use crate::limits::{numeric_fields, TenantLimits};
 use crate::logql::eval::Engine;
 use crate::storage::Store;
 
@@ -56,6 +59,8 @@ pub struct AppState {
     pub started: Instant,
     /// `--auth-tokens-file`, loaded; `None` leaves the API open.
     pub auth: Option<auth::AuthTokens>,
+    /// Open tail connections per tenant (`max_concurrent_tail_requests`).
+    pub active_tails: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl AppState {
@@ -80,6 +85,24 @@ impl AppState {
             }
             _ => Err(ApiError::new(401, "no org id")),
         }
+    }
+
+    /// A read's time range (ns) after the tenant's `max_query_lookback`
+    /// (the start moves up; `None` when all of it is older) and
+    /// `max_query_length` (400), as Loki's querier checks labels, series
+    /// and stats requests.
+    pub fn read_range(
+        &self,
+        org_id: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Option<(i64, i64)>, ApiError> {
+        let limits = self.engine.limits(org_id);
+        let Some(start) = limits.clamp_start(start, end) else {
+            return Ok(None);
+        };
+        limits.check_length(start, end)?;
+        Ok(Some((start, end)))
     }
 
     /// The single tenant of a write (or single-tenant read: tail, patterns):
@@ -134,19 +157,73 @@ impl AppState {
                 peak,
             );
         }
-        let streams: usize = self
+        let per_tenant: Vec<(String, usize)> = self
             .store
             .tenants()
-            .iter()
-            .map(|t| self.store.active_streams(t))
-            .sum();
+            .into_iter()
+            .map(|t| {
+                let n = self.store.active_streams(&t);
+                (t, n)
+            })
+            .collect();
         write_gauge(
             out,
             "miniloki_active_streams",
             "gauge",
             "Streams with data in memory.",
-            streams as f64,
+            per_tenant.iter().map(|(_, n)| *n).sum::<usize>() as f64,
         );
+        let _ = writeln!(
+            out,
+            "# HELP loki_ingester_memory_streams Streams with data in memory, per tenant (max_global_streams_per_user counts these).\n# TYPE loki_ingester_memory_streams gauge"
+        );
+        for (t, n) in &per_tenant {
+            let _ = writeln!(
+                out,
+                "loki_ingester_memory_streams{{tenant={}}} {n}",
+                go_quote(t)
+            );
+        }
+        write_gauge(
+            out,
+            "loki_querier_tail_active",
+            "gauge",
+            "Open live-tail connections.",
+            self.active_tails.lock().values().sum::<usize>() as f64,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP miniloki_limit A configured limit (0 = none; durations in seconds, booleans 0/1). tenant=\"\" is the default for every tenant; other tenants list only their overridden values.\n# TYPE miniloki_limit gauge"
+        );
+        write_limits(out, "ingest", self.ingester.tenant_limits());
+        write_limits(out, "query", self.engine.tenant_limits());
+    }
+}
+
+/// One limit set's `miniloki_limit` samples: defaults, then each tenant's
+/// values that differ from them.
+fn write_limits<T: serde::Serialize>(out: &mut String, kind: &str, limits: &TenantLimits<T>) {
+    let defaults = numeric_fields(&**limits.defaults());
+    for (name, v) in &defaults {
+        let _ = writeln!(
+            out,
+            "miniloki_limit{{kind=\"{kind}\",name=\"{name}\",tenant=\"\"}} {v}"
+        );
+    }
+    let overrides = limits.overrides();
+    let mut tenants: Vec<&String> = overrides.keys().collect();
+    tenants.sort();
+    for t in tenants {
+        for (name, v) in numeric_fields(&*overrides[t]) {
+            if defaults.iter().any(|(n, d)| *n == name && *d == v) {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "miniloki_limit{{kind=\"{kind}\",name=\"{name}\",tenant={}}} {v}",
+                go_quote(t)
+            );
+        }
     }
 }
 
@@ -320,13 +397,12 @@ pub fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid [otlp] config: {e}"))?;
     let store = Store::open(config.storage.clone())?;
-    let ingester = Ingester::new(store.clone(), config.ingest.clone(), config.otlp.clone());
-    let limits = crate::logql::eval::QueryLimits {
-        max_entries_limit_per_query: config.max_entries_limit_per_query,
-        max_query_series: config.max_query_series,
-        query_timeout: config.query_timeout,
-    };
-    let engine = Engine::new(store.clone(), limits);
+    let ingest_limits = Arc::new(TenantLimits::new(config.ingest.clone()));
+    ingest_limits.set_overrides(config.overrides.ingest.clone());
+    let query_limits = Arc::new(TenantLimits::new(config.query.clone()));
+    query_limits.set_overrides(config.overrides.query.clone());
+    let ingester = Ingester::new(store.clone(), ingest_limits, config.otlp.clone());
+    let engine = Engine::new(store.clone(), query_limits);
     let auth = match &config.auth_tokens_file {
         Some(path) => Some(auth::AuthTokens::load(path)?),
         None => None,
@@ -340,6 +416,60 @@ pub fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
         ready: AtomicBool::new(false),
         started: Instant::now(),
         auth,
+        active_tails: Default::default(),
+    }))
+}
+
+/// How often the config file is checked for `[overrides]` changes (Loki's
+/// `runtime_config.period`). SIGHUP checks at once.
+const OVERRIDES_RELOAD_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Watches the config file (when there is one) and applies changed
+/// `[overrides]` to the running limits. A broken file is logged and the
+/// limits in force are kept.
+fn spawn_overrides_reloader(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+    let path = state.config.config_file.clone()?;
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some(tokio::spawn(async move {
+        let mut last = modified(&path);
+        let mut tick = tokio::time::interval(OVERRIDES_RELOAD_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            let sighup = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let forced = tokio::select! {
+                _ = tick.tick() => false,
+                Some(()) = sighup => true,
+            };
+            let now = modified(&path);
+            if !forced && now == last {
+                continue;
+            }
+            last = now;
+            let c = &state.config;
+            match crate::config::reload_overrides(&path, &c.ingest, &c.query) {
+                Ok(o) => {
+                    let tenants: std::collections::BTreeSet<&String> =
+                        o.ingest.keys().chain(o.query.keys()).collect();
+                    tracing::info!(
+                        message = "Limit overrides reloaded.",
+                        path = %path.display(),
+                        tenants = tenants.len()
+                    );
+                    state.ingester.tenant_limits().set_overrides(o.ingest);
+                    state.engine.tenant_limits().set_overrides(o.query);
+                }
+                Err(error) => tracing::warn!(
+                    message = "Config file not reloaded; the limits in force are kept.",
+                    %error
+                ),
+            }
+        }
     }))
 }
 
@@ -365,6 +495,7 @@ pub async fn serve(
                 .await
         })
     });
+    let reloader = spawn_overrides_reloader(state.clone());
     state.ready.store(true, Ordering::Relaxed);
     let app = router(state.clone());
     let mut rx_http = rx.clone();
@@ -377,6 +508,9 @@ pub async fn serve(
     });
     http.await?;
     signal.abort();
+    if let Some(r) = reloader {
+        r.abort();
+    }
     if let Some(t) = grpc_task {
         match t.await {
             Ok(Err(error)) => {

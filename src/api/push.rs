@@ -96,7 +96,7 @@ pub async fn otlp_logs(
         .as_deref()
         .is_some_and(|c| c.trim_start().starts_with("application/json"));
     // A body over the limit is answered in the request's encoding too.
-    let max = st.ingester.limits().max_recv_msg_size;
+    let max = st.config.ingest.max_recv_msg_size;
     let body = match body {
         Ok(b) if max == 0 || b.len() <= max => b,
         Ok(b) => {
@@ -123,7 +123,7 @@ pub async fn otlp_logs(
             ct.as_deref(),
             ce.as_deref(),
             &body,
-            st2.ingester.limits().max_decompressed_size,
+            st2.config.ingest.max_decompressed_size,
         )?;
         st2.ingester.push_otlp(&tenant, req)
     })

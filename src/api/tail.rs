@@ -72,6 +72,45 @@ pub async fn tail(
     }))
 }
 
+/// A live tail counted against its tenant's `max_concurrent_tail_requests`;
+/// released when the connection ends.
+struct TailSlot {
+    st: Arc<AppState>,
+    tenant: String,
+}
+
+impl TailSlot {
+    /// Loki's text when the tenant already has its maximum of tails.
+    fn acquire(st: &Arc<AppState>, tenant: &str) -> Result<TailSlot, String> {
+        let max = st.engine.limits(tenant).max_concurrent_tail_requests;
+        let mut active = st.active_tails.lock();
+        let n = active.entry(tenant.to_string()).or_insert(0);
+        if max > 0 && *n >= max {
+            return Err(format!(
+                "max concurrent tail requests limit exceeded, count > limit ({} > {max})",
+                *n + 1
+            ));
+        }
+        *n += 1;
+        Ok(TailSlot {
+            st: st.clone(),
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+impl Drop for TailSlot {
+    fn drop(&mut self) {
+        let mut active = self.st.active_tails.lock();
+        if let Some(n) = active.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                active.remove(&self.tenant);
+            }
+        }
+    }
+}
+
 /// How far behind the newest entry sent each poll looks again, for entries
 /// pushed late (with timestamps older than what was already sent: agents
 /// batch for a second or more). Loki's tail follows arrival order, so such
@@ -171,8 +210,12 @@ async fn tail_loop(
     delay_ns: i64,
     categorize: bool,
 ) {
+    let _slot = match TailSlot::acquire(&st, &tenant) {
+        Ok(s) => s,
+        Err(reason) => return close(socket, reason).await,
+    };
     let mut cursor = TailCursor::new(start);
-    let max_entries = st.config.max_entries_limit_per_query;
+    let max_entries = st.engine.limits(&tenant).max_entries_limit_per_query;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let until = now_ns() - delay_ns;
@@ -192,7 +235,7 @@ async fn tail_loop(
                 instant: false,
             };
             let (st2, tenant2, expr2) = (st.clone(), tenant.clone(), expr.clone());
-            let ctx = st.engine.context();
+            let ctx = st.engine.context(&tenant);
             let res =
                 tokio::task::spawn_blocking(move || st2.engine.eval(&tenant2, &expr2, &qp, &ctx))
                     .await;

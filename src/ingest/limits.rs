@@ -10,12 +10,13 @@ use parking_lot::Mutex;
 use crate::labels::Labels;
 use crate::storage::PushStream;
 
+const MIB: f64 = (1u64 << 20) as f64;
+
 /// A token bucket per tenant, counting bytes. A request is admitted whole
-/// or not at all (Loki's `ReserveN` + cancel).
+/// or not at all (Loki's `ReserveN` + cancel). Rate and burst come with
+/// each call, so a tenant's new limits apply at once.
+#[derive(Default)]
 pub struct RateLimiter {
-    /// Bytes per second; `<= 0` disables the limit.
-    rate: f64,
-    burst: f64,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
@@ -24,37 +25,41 @@ struct Bucket {
     last: Instant,
 }
 
+/// A rate in MiB/s (Loki's `MB` is 2^20 bytes) as Loki prints it: whole
+/// bytes per second.
+pub fn limit_bytes(rate_mb: f64) -> u64 {
+    (rate_mb * MIB).max(0.0) as u64
+}
+
 impl RateLimiter {
-    /// Rates in MiB (Loki's `MB` is 2^20 bytes).
-    pub fn new(rate_mb: f64, burst_mb: f64) -> Self {
-        const MIB: f64 = (1u64 << 20) as f64;
-        RateLimiter {
-            rate: rate_mb * MIB,
-            burst: burst_mb * MIB,
-            buckets: Mutex::new(HashMap::new()),
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// The limit as Loki prints it: whole bytes per second.
-    pub fn limit_bytes(&self) -> u64 {
-        self.rate.max(0.0) as u64
-    }
-
-    /// Takes `bytes` tokens for `tenant` if available at `now`.
-    pub fn allow(&self, tenant: &str, bytes: usize, now: Instant) -> bool {
-        if self.rate <= 0.0 {
+    /// Takes `bytes` tokens for `tenant` if available at `now`, with the
+    /// tenant's rate and burst in MiB (a rate `<= 0` disables the limit).
+    pub fn allow(
+        &self,
+        tenant: &str,
+        rate_mb: f64,
+        burst_mb: f64,
+        bytes: usize,
+        now: Instant,
+    ) -> bool {
+        let (rate, burst) = (rate_mb * MIB, burst_mb * MIB);
+        if rate <= 0.0 {
             return true;
         }
         let mut m = self.buckets.lock();
         let b = match m.get_mut(tenant) {
             Some(b) => b,
             None => m.entry(tenant.to_string()).or_insert(Bucket {
-                tokens: self.burst,
+                tokens: burst,
                 last: now,
             }),
         };
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
+        b.tokens = (b.tokens + elapsed * rate).min(burst);
         b.last = b.last.max(now);
         let need = bytes as f64;
         if need <= b.tokens {
@@ -118,19 +123,25 @@ mod tests {
     #[test]
     fn token_bucket_burst_then_refill() {
         // 1 MiB/s, burst 2 MiB.
-        let rl = RateLimiter::new(1.0, 2.0);
+        let rl = RateLimiter::new();
+        let allow = |t: &str, bytes: usize, at: Instant| rl.allow(t, 1.0, 2.0, bytes, at);
         let t0 = Instant::now();
-        assert!(rl.allow("t", 1 << 21, t0));
-        assert!(!rl.allow("t", 1, t0));
+        assert!(allow("t", 1 << 21, t0));
+        assert!(!allow("t", 1, t0));
         // Another tenant has its own bucket.
-        assert!(rl.allow("u", 1 << 20, t0));
+        assert!(allow("u", 1 << 20, t0));
         // Half a second refills 512 KiB.
         let t1 = t0 + Duration::from_millis(500);
-        assert!(!rl.allow("t", (1 << 19) + 1024, t1));
-        assert!(rl.allow("t", 1 << 19, t1));
+        assert!(!allow("t", (1 << 19) + 1024, t1));
+        assert!(allow("t", 1 << 19, t1));
         // A request larger than the burst never passes.
-        assert!(!rl.allow("t", (2 << 20) + 1, t1 + Duration::from_secs(100)));
-        assert_eq!(rl.limit_bytes(), 1 << 20);
+        assert!(!allow("t", (2 << 20) + 1, t1 + Duration::from_secs(100)));
+        assert_eq!(limit_bytes(1.0), 1 << 20);
+        // A tenant's raised limit applies to its existing bucket at once.
+        let t2 = t1 + Duration::from_secs(200);
+        assert!(rl.allow("t", 8.0, 8.0, 6 << 20, t2));
+        // A rate of 0 turns the limit off.
+        assert!(rl.allow("t", 0.0, 0.0, 1 << 30, t2));
     }
 
     #[test]

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::limits::TenantLimits;
 use crate::proto::otlp::collector::ExportLogsServiceRequest;
 use crate::storage::{PushStream, Store};
 
@@ -83,9 +84,10 @@ pub mod reason {
     pub const INVALID_STRUCTURED_METADATA: &str = "invalid_structured_metadata";
 }
 
-/// Every ingestion limit, per tenant (one set for all tenants here), with
-/// Loki's defaults except where noted.
-#[derive(Clone, Debug, serde::Deserialize)]
+/// Every ingestion limit of a tenant, with Loki's defaults except where
+/// noted. `[ingest]` in the config file sets the default for all tenants;
+/// `[overrides.<tenant>]` replaces single fields for one tenant.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestLimits {
     /// Largest accepted (compressed) body. Loki: `max_recv_msg_size`, 100 MiB.
@@ -106,9 +108,9 @@ pub struct IngestLimits {
     pub max_label_names_per_series: usize,
     /// Off by default here (Loki: on).
     pub reject_old_samples: bool,
-    #[serde(with = "secs")]
+    #[serde(with = "crate::units::serde_duration")]
     pub reject_old_samples_max_age: Duration,
-    #[serde(with = "secs")]
+    #[serde(with = "crate::units::serde_duration")]
     pub creation_grace_period: Duration,
     /// Bytes; 0 = no limit. Loki: 256KB = 262144.
     pub max_line_size: usize,
@@ -125,29 +127,6 @@ pub struct IngestLimits {
     pub log_level_fields: Vec<String>,
     /// How deep into a JSON line the level is searched; 0 = unlimited.
     pub log_level_from_json_max_depth: usize,
-}
-
-/// Durations in the config: whole seconds, or a Prometheus duration
-/// string such as `10m`, `7d`, `1h30m`.
-mod secs {
-    use serde::Deserialize;
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(u64),
-        Text(String),
-    }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<std::time::Duration, D::Error> {
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(std::time::Duration::from_secs(s)),
-            Raw::Text(t) => super::parse_duration(&t)
-                .ok_or_else(|| serde::de::Error::custom(format!("invalid duration {t:?}"))),
-        }
-    }
 }
 
 /// Parses a Prometheus duration (`[0-9]+(ms|s|m|h|d|w|y)` repeated).
@@ -385,7 +364,7 @@ impl Ord for LinesBytes {
 /// The ingestion front door shared by the HTTP and gRPC handlers.
 pub struct Ingester {
     store: Arc<Store>,
-    limits: IngestLimits,
+    limits: Arc<TenantLimits<IngestLimits>>,
     otlp: OtlpConfig,
     metrics: IngestMetrics,
     rate: RateLimiter,
@@ -404,19 +383,28 @@ struct Stored {
 }
 
 impl Ingester {
-    pub fn new(store: Arc<Store>, limits: IngestLimits, otlp: OtlpConfig) -> Ingester {
-        let rate = RateLimiter::new(limits.ingestion_rate_mb, limits.ingestion_burst_size_mb);
+    pub fn new(
+        store: Arc<Store>,
+        limits: Arc<TenantLimits<IngestLimits>>,
+        otlp: OtlpConfig,
+    ) -> Ingester {
         Ingester {
             store,
             limits,
             otlp,
             metrics: IngestMetrics::default(),
-            rate,
+            rate: RateLimiter::new(),
             known_streams: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn limits(&self) -> &IngestLimits {
+    /// The limits of `tenant`.
+    pub fn limits(&self, tenant: &str) -> Arc<IngestLimits> {
+        self.limits.get(tenant)
+    }
+
+    /// Every tenant's limits (defaults and overrides).
+    pub fn tenant_limits(&self) -> &Arc<TenantLimits<IngestLimits>> {
         &self.limits
     }
 
@@ -433,12 +421,13 @@ impl Ingester {
         content_encoding: Option<&str>,
         body: &[u8],
     ) -> Result<PushSummary, PushError> {
+        let limits = self.limits.get(tenant);
         let raw = push::decode_push(
             content_type,
             content_encoding,
             body,
-            self.limits.max_recv_msg_size,
-            self.limits.max_decompressed_size,
+            limits.max_recv_msg_size,
+            limits.max_decompressed_size,
         )?;
         self.push_raw(tenant, raw)
     }
@@ -447,7 +436,8 @@ impl Ingester {
         if raw.is_empty() {
             return Err(PushError::new(422, validate::MISSING_STREAMS_MSG));
         }
-        let mut prepared = validate::prepare_push(raw, &self.limits, now_ns())?;
+        let limits = self.limits.get(tenant);
+        let mut prepared = validate::prepare_push(raw, &limits, now_ns())?;
         let errors = std::mem::take(&mut prepared.errors);
         let stored = self.store_prepared(tenant, prepared)?;
         if let Some(e) = stored.limit_error {
@@ -477,12 +467,8 @@ impl Ingester {
         tenant: &str,
         req: ExportLogsServiceRequest,
     ) -> Result<OtlpSummary, PushError> {
-        let mut raw = otlp::map_request(
-            req,
-            &self.otlp,
-            &self.limits.discover_service_name,
-            now_ns(),
-        );
+        let limits = self.limits.get(tenant);
+        let mut raw = otlp::map_request(req, &self.otlp, &limits.discover_service_name, now_ns());
         if raw.streams.is_empty() {
             return Ok(OtlpSummary {
                 accepted: 0,
@@ -491,7 +477,7 @@ impl Ingester {
             });
         }
         let prepared =
-            validate::prepare_raw_streams(std::mem::take(&mut raw.streams), &self.limits, now_ns());
+            validate::prepare_raw_streams(std::mem::take(&mut raw.streams), &limits, now_ns());
         let mut prepared = prepared;
         let mut errors = raw.errors;
         let mut rejected = raw.rejected + prepared.rejected_lines();
@@ -525,8 +511,13 @@ impl Ingester {
                 refused_lines: 0,
             });
         }
+        let limits = self.limits.get(tenant);
         let (lines, bytes) = totals(&p.streams);
-        if !self.rate.allow(tenant, bytes, std::time::Instant::now()) {
+        let (rate, burst) = (limits.ingestion_rate_mb, limits.ingestion_burst_size_mb);
+        if !self
+            .rate
+            .allow(tenant, rate, burst, bytes, std::time::Instant::now())
+        {
             self.metrics.add_discarded(
                 tenant,
                 &[(
@@ -539,13 +530,13 @@ impl Ingester {
             );
             return Err(PushError::new(
                 429,
-                limits::rate_limited_message(tenant, self.rate.limit_bytes(), lines, bytes),
+                limits::rate_limited_message(tenant, limits::limit_bytes(rate), lines, bytes),
             ));
         }
         let mut limit_error = None;
         let mut refused_lines = 0;
         let mut new_hashes = Vec::new();
-        if self.limits.max_global_streams_per_user > 0 {
+        if limits.max_global_streams_per_user > 0 {
             let mut known = self.known_streams.lock();
             let set = known.entry(tenant.to_string()).or_default();
             let active = self.store.active_streams(tenant);
@@ -553,7 +544,7 @@ impl Ingester {
                 std::mem::take(&mut p.streams),
                 set,
                 active,
-                self.limits.max_global_streams_per_user,
+                limits.max_global_streams_per_user,
             );
             if let Some(first) = refused.first() {
                 limit_error = Some(PushError::new(
@@ -632,6 +623,7 @@ mod tests {
     fn ingester(limits: IngestLimits) -> (tempfile::TempDir, Ingester) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(StorageConfig::new(dir.path())).unwrap();
+        let limits = Arc::new(TenantLimits::new(limits));
         (dir, Ingester::new(store, limits, OtlpConfig::default()))
     }
 

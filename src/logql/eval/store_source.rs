@@ -302,7 +302,7 @@ mod tests {
             direction: Direction::Backward,
             instant: true,
         };
-        match e.query("t", query, &p, &e.context()).expect("query") {
+        match e.query("t", query, &p, &e.context("t")).expect("query") {
             QueryResult::Vector(v) => v
                 .into_iter()
                 .map(|s| (s.metric.to_string(), s.value))
@@ -323,7 +323,8 @@ mod tests {
                 }],
             )
             .expect("append");
-        (d, Engine::new(store, QueryLimits::default()))
+        let limits = std::sync::Arc::new(crate::limits::TenantLimits::new(QueryLimits::default()));
+        (d, Engine::new(store, limits))
     }
 
     /// Regression: `count_over_time`/`bytes_over_time` over a bare selector
