@@ -125,14 +125,17 @@ impl LabelFormat {
         for (i, op) in self.ops.iter().enumerate() {
             match op {
                 Op::Rename { dst, src } => {
+                    if lbs.get(src).is_none() {
+                        continue;
+                    }
                     if dst == src {
+                        // Loki sets the label, then deletes the source: the
+                        // same name, so `label_format a=a` removes `a`.
+                        lbs.del(src);
                         continue;
                     }
                     // As Loki (since 3.3): the result is a parsed label,
                     // whatever category the source had.
-                    if lbs.get(src).is_none() {
-                        continue;
-                    }
                     let v = lbs.get(src).unwrap_or("").to_string();
                     lbs.del(src);
                     lbs.set_parsed(dst, &v);
@@ -379,6 +382,10 @@ mod engine_tests {
         assert_eq!(l.get("who"), Some("Ana"));
         assert_eq!(l.get("lvl"), Some("error"));
         assert_eq!(l.get("level"), None, "rename drops the source");
+        // Loki sets `level` and then deletes the source, the same label.
+        let (_, l) = run(r#"{app="shop"} | json | label_format level=level"#, line);
+        assert_eq!(l.get("level"), None, "a rename onto itself removes the label");
+        assert_eq!(l.get("user"), Some("ana"));
     }
 
     #[test]
