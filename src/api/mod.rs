@@ -19,6 +19,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod params;
 pub mod push;
+pub mod querypool;
 pub mod tail;
 
 use std::future::Future;
