@@ -110,6 +110,10 @@ pub struct ServeArgs {
     /// Format of the server's own logs: text or json [default: text]
     #[arg(long, env = "MINILOKI_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Queries run at once; more wait in a FIFO queue [default: the number
+    /// of cores, at least 2]
+    #[arg(long, env = "MINILOKI_QUERY_MAX_CONCURRENT", value_name = "N")]
+    pub query_max_concurrent: Option<usize>,
 }
 
 /// The config file. Every section and key is optional; unknown keys are
@@ -167,6 +171,12 @@ pub struct FileQuery {
     pub max_entries_limit_per_query: Option<usize>,
     pub max_query_series: Option<usize>,
     pub query_timeout: Option<String>,
+    /// Queries run at once (`--query-max-concurrent`).
+    pub max_concurrent: Option<usize>,
+    /// Queued queries per tenant before 429 (Loki's `max_outstanding_per_tenant`).
+    pub max_outstanding_requests: Option<usize>,
+    /// Nice value of the query worker threads; 0 leaves them alone.
+    pub nice: Option<i32>,
 }
 
 /// Errors in flags, environment variables or the config file.
@@ -199,6 +209,8 @@ pub struct Config {
     pub query_timeout: Duration,
     pub log_level: String,
     pub log_format: String,
+    /// `[query] max_concurrent`, `max_outstanding_requests`, `nice`.
+    pub query_pool: crate::api::querypool::PoolConfig,
 }
 
 impl Config {
@@ -320,6 +332,7 @@ impl Config {
             Some(v) => duration_key("query_timeout", v)?,
             None => Duration::from_secs(60),
         };
+        let query_pool = query_pool_config(args, q)?;
         Ok(Config {
             listen,
             otlp_grpc_listen,
@@ -344,8 +357,40 @@ impl Config {
                 .clone()
                 .or_else(|| s.log_format.clone())
                 .unwrap_or_else(|| "text".into()),
+            query_pool,
         })
     }
+}
+
+/// `[query] max_concurrent` (or `--query-max-concurrent`),
+/// `max_outstanding_requests` and `nice`.
+fn query_pool_config(
+    args: &ServeArgs,
+    q: &FileQuery,
+) -> Result<crate::api::querypool::PoolConfig, ConfigError> {
+    let mut pool = crate::api::querypool::PoolConfig::default();
+    if let Some(n) = args.query_max_concurrent.or(q.max_concurrent) {
+        if n == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_concurrent",
+                detail: "must be at least 1".into(),
+            });
+        }
+        pool.max_concurrent = n;
+    }
+    if let Some(n) = q.max_outstanding_requests {
+        pool.max_outstanding_per_tenant = n;
+    }
+    if let Some(n) = q.nice {
+        if !(0..=19).contains(&n) {
+            return Err(ConfigError::Invalid {
+                key: "nice",
+                detail: format!("{n}; expected 0 (off) to 19"),
+            });
+        }
+        pool.nice = n;
+    }
+    Ok(pool)
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -484,5 +529,44 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("wal_sync"), "{err}");
+    }
+
+    #[test]
+    fn query_pool_from_file_then_flag() {
+        let c = Config::resolve(&ServeArgs::default()).unwrap();
+        assert!(c.query_pool.max_concurrent >= 2);
+        assert_eq!(c.query_pool.max_outstanding_per_tenant, 2048);
+        assert_eq!(c.query_pool.nice, 10);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[query]\nmax_concurrent = 3\nmax_outstanding_requests = 7\nnice = 0\n",
+        )
+        .unwrap();
+        let mut args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(
+            (
+                c.query_pool.max_concurrent,
+                c.query_pool.max_outstanding_per_tenant,
+                c.query_pool.nice
+            ),
+            (3, 7, 0)
+        );
+        args.query_max_concurrent = Some(1);
+        assert_eq!(Config::resolve(&args).unwrap().query_pool.max_concurrent, 1);
+        args.query_max_concurrent = Some(0);
+        assert!(Config::resolve(&args).is_err());
+        std::fs::write(&path, "[query]\nnice = 25\n").unwrap();
+        let err = Config::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("nice"), "{err}");
     }
 }

@@ -61,10 +61,15 @@ async fn run_query(
     let st2 = st.clone();
     let ctx2 = ctx.clone();
     let damaged = st.store.damaged_blocks(&tenant);
-    let result =
-        tokio::task::spawn_blocking(move || st2.engine.query(&tenant, &query, &qp, &ctx2)).await?;
+    let deadline = ctx.deadline;
+    let result = st
+        .query_pool
+        .run(&tenant.clone(), ctx.cancel.clone(), deadline, move || {
+            st2.engine.query(&tenant, &query, &qp, &ctx2)
+        })
+        .await;
     guard.1 = true;
-    let result = result?;
+    let result = result??;
     let exec = ctx.started.elapsed().as_secs_f64();
     let stats: QueryStats = ctx.stats.lock().clone();
     // Blocks skipped at start-up, even when no stream of them was selected.
@@ -182,10 +187,11 @@ pub async fn labels(State(st): State<Arc<AppState>>, p: Params) -> Result<Respon
         None => Vec::new(),
     };
     let store = st.store.clone();
-    let names = tokio::task::spawn_blocking(move || {
-        tenants::label_names(&store, &tenant, &matchers, start, end.saturating_add(1))
-    })
-    .await??;
+    let names = st
+        .on_query_pool(&tenant.clone(), move || {
+            tenants::label_names(&store, &tenant, &matchers, start, end.saturating_add(1))
+        })
+        .await??;
     Ok(list_response(&names))
 }
 
@@ -202,17 +208,18 @@ pub async fn label_values(
         None => Vec::new(),
     };
     let store = st.store.clone();
-    let values = tokio::task::spawn_blocking(move || {
-        tenants::label_values(
-            &store,
-            &tenant,
-            &name,
-            &matchers,
-            start,
-            end.saturating_add(1),
-        )
-    })
-    .await??;
+    let values = st
+        .on_query_pool(&tenant.clone(), move || {
+            tenants::label_values(
+                &store,
+                &tenant,
+                &name,
+                &matchers,
+                start,
+                end.saturating_add(1),
+            )
+        })
+        .await??;
     Ok(list_response(&values))
 }
 
@@ -230,16 +237,17 @@ pub async fn series(State(st): State<Arc<AppState>>, p: Params) -> Result<Respon
         selectors.push(Vec::new());
     }
     let store = st.store.clone();
-    let found = tokio::task::spawn_blocking(move || -> Result<Vec<Labels>, ApiError> {
-        let mut all = std::collections::BTreeSet::new();
-        for m in &selectors {
-            for s in tenants::select_series(&store, &tenant, m, start, end.saturating_add(1))? {
-                all.insert(s.labels().clone());
+    let found = st
+        .on_query_pool(&tenant.clone(), move || -> Result<Vec<Labels>, ApiError> {
+            let mut all = std::collections::BTreeSet::new();
+            for m in &selectors {
+                for s in tenants::select_series(&store, &tenant, m, start, end.saturating_add(1))? {
+                    all.insert(s.labels().clone());
+                }
             }
-        }
-        Ok(all.into_iter().collect())
-    })
-    .await??;
+            Ok(all.into_iter().collect())
+        })
+        .await??;
     let mut out = String::from("{\"status\":\"success\",\"data\":[");
     for (i, l) in found.iter().enumerate() {
         if i > 0 {
@@ -257,10 +265,11 @@ pub async fn index_stats(State(st): State<Arc<AppState>>, p: Params) -> Result<R
     let (start, end) = p.bounds(now_ns())?;
     let matchers = selector_matchers(required_query(&p)?)?;
     let store = st.store.clone();
-    let s = tokio::task::spawn_blocking(move || {
-        tenants::index_stats(&store, &tenant, &matchers, start, end.saturating_add(1))
-    })
-    .await??;
+    let s = st
+        .on_query_pool(&tenant.clone(), move || {
+            tenants::index_stats(&store, &tenant, &matchers, start, end.saturating_add(1))
+        })
+        .await??;
     Ok(json_response(format!(
         "{{\"streams\":{},\"chunks\":{},\"entries\":{},\"bytes\":{}}}",
         s.streams, s.chunks, s.entries, s.bytes

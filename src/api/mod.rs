@@ -57,6 +57,8 @@ pub struct AppState {
     pub started: Instant,
     /// `--auth-tokens-file`, loaded; `None` leaves the API open.
     pub auth: Option<auth::AuthTokens>,
+    /// Where every query-executing endpoint runs its work.
+    pub query_pool: querypool::QueryPool,
 }
 
 impl AppState {
@@ -148,6 +150,13 @@ impl AppState {
             "Streams with data in memory.",
             streams as f64,
         );
+        self.query_pool.render_metrics(out);
+        out.push_str("# HELP miniloki_limit Configured limits.\n# TYPE miniloki_limit gauge\n");
+        for (name, v) in self.query_pool.limits() {
+            out.push_str(&format!(
+                "miniloki_limit{{tenant=\"\",name=\"{name}\"}} {v}\n"
+            ));
+        }
     }
 }
 
@@ -332,6 +341,7 @@ pub fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
         Some(path) => Some(auth::AuthTokens::load(path)?),
         None => None,
     };
+    let query_pool = querypool::QueryPool::new(config.query_pool.clone())?;
     Ok(Arc::new(AppState {
         config,
         store,
@@ -341,6 +351,7 @@ pub fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
         ready: AtomicBool::new(false),
         started: Instant::now(),
         auth,
+        query_pool,
     }))
 }
 

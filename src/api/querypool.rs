@@ -451,6 +451,24 @@ fn worker(shared: &Shared) {
     }
 }
 
+impl crate::api::AppState {
+    /// Runs blocking query work `f` for `tenant` on the query pool, with
+    /// the query timeout as deadline: for endpoints that read the index and
+    /// chunks without a LogQL [`crate::logql::eval::QueryContext`].
+    pub async fn on_query_pool<T, F>(&self, tenant: &str, f: F) -> Result<T, PoolError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(self.config.query_timeout)
+            .unwrap_or(now + std::time::Duration::from_secs(365 * 86400));
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.query_pool.run(tenant, cancel, deadline, f).await
+    }
+}
+
 /// Sets the calling thread's nice value (Linux: nice is per thread, and
 /// threads it spawns inherit it).
 #[cfg(target_os = "linux")]
