@@ -102,7 +102,15 @@ fn parallel_queries_on_one_worker_all_answer_and_pushes_keep_working() {
         500.0
     );
 
-    let m = s.get("/metrics", &[]).body;
+    // A worker counts itself idle just after answering: give it a moment.
+    let mut m = s.get("/metrics", &[]).body;
+    for _ in 0..100 {
+        if m.contains("\nminiloki_queries_running 0\n") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        m = s.get("/metrics", &[]).body;
+    }
     assert!(
         m.contains("\nminiloki_limit{tenant=\"\",name=\"query_max_concurrent\"} 1\n"),
         "{m}"

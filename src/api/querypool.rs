@@ -594,7 +594,12 @@ mod tests {
         // 8 jobs of 30 ms on 2 workers: both workers were busy at once,
         // never a third.
         assert_eq!(peak.load(Ordering::SeqCst), 2);
-        assert_eq!(p.running(), 0);
+        // A worker counts itself idle just after answering its waiter.
+        let start = Instant::now();
+        while p.running() != 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "still running");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     #[tokio::test]
@@ -723,6 +728,53 @@ mod tests {
         assert_eq!(thread_nice(), base);
         let blocking = tokio::task::spawn_blocking(thread_nice).await.unwrap();
         assert_eq!(blocking, base);
+    }
+
+    #[tokio::test]
+    async fn http_queries_over_the_outstanding_limit_get_loki_429() {
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::resolve(&crate::config::ServeArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap();
+        config.query_pool = PoolConfig {
+            max_concurrent: 1,
+            max_outstanding_per_tenant: 1,
+            nice: 0,
+        };
+        let st = crate::api::build_state(config).unwrap();
+        let (gate, blocker) = block(&st.query_pool, "fake");
+        let req = |q: &str| {
+            axum::http::Request::get(format!("/loki/api/v1/labels?query={q}"))
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let app = crate::api::router(st.clone());
+        let first = tokio::spawn(app.clone().oneshot(req("%7Ba%3D%221%22%7D")));
+        let start = Instant::now();
+        while st.query_pool.queue_length() == 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "never queued");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let second = app.clone().oneshot(req("%7Bb%3D%221%22%7D")).await.unwrap();
+        assert_eq!(second.status(), 429);
+        let body = axum::body::to_bytes(second.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"too many outstanding requests\n");
+        gate.send(()).unwrap();
+        blocker.wait().await.unwrap();
+        let first = first.await.unwrap().unwrap();
+        assert_eq!(first.status(), 200);
+        let mut m = String::new();
+        st.render_metrics(&mut m);
+        assert!(m.contains("\nminiloki_query_rejected_total 1\n"), "{m}");
+        assert!(
+            m.contains("\nminiloki_limit{tenant=\"\",name=\"query_max_outstanding_requests\"} 1\n"),
+            "{m}"
+        );
     }
 
     #[tokio::test]
