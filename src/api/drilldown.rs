@@ -235,36 +235,31 @@ pub async fn detected_labels(
         None => Vec::new(),
     };
     let store = st.store.clone();
-    let rows = st
-        .on_query_pool(
-            &tenant.clone(),
-            move || -> Result<Vec<(String, usize)>, ApiError> {
-                let mut rows = Vec::new();
-                for name in
-                    tenants::label_names(&store, &tenant, &matchers, start, end.saturating_add(1))?
-                {
-                    if HIDDEN.contains(&name.as_str()) {
-                        continue;
-                    }
-                    let values = tenants::label_values(
-                        &store,
-                        &tenant,
-                        &name,
-                        &matchers,
-                        start,
-                        end.saturating_add(1),
-                    )?;
-                    let always =
-                        ["cluster", "namespace", "instance", "pod"].contains(&name.as_str());
-                    if !always && analysis::reject_detected_label(&values) {
-                        continue;
-                    }
-                    rows.push((name, values.len()));
-                }
-                Ok(rows)
-            },
-        )
-        .await??;
+    let key = tenant.clone();
+    let work = move || -> Result<Vec<(String, usize)>, ApiError> {
+        let mut rows = Vec::new();
+        for name in tenants::label_names(&store, &tenant, &matchers, start, end.saturating_add(1))?
+        {
+            if HIDDEN.contains(&name.as_str()) {
+                continue;
+            }
+            let values = tenants::label_values(
+                &store,
+                &tenant,
+                &name,
+                &matchers,
+                start,
+                end.saturating_add(1),
+            )?;
+            let always = ["cluster", "namespace", "instance", "pod"].contains(&name.as_str());
+            if !always && analysis::reject_detected_label(&values) {
+                continue;
+            }
+            rows.push((name, values.len()));
+        }
+        Ok(rows)
+    };
+    let rows = st.on_query_pool(&key, work).await??;
     let mut out = String::from("{\"detectedLabels\":[");
     for (i, (name, card)) in rows.iter().enumerate() {
         if i > 0 {

@@ -237,17 +237,17 @@ pub async fn series(State(st): State<Arc<AppState>>, p: Params) -> Result<Respon
         selectors.push(Vec::new());
     }
     let store = st.store.clone();
-    let found = st
-        .on_query_pool(&tenant.clone(), move || -> Result<Vec<Labels>, ApiError> {
-            let mut all = std::collections::BTreeSet::new();
-            for m in &selectors {
-                for s in tenants::select_series(&store, &tenant, m, start, end.saturating_add(1))? {
-                    all.insert(s.labels().clone());
-                }
+    let key = tenant.clone();
+    let work = move || -> Result<Vec<Labels>, ApiError> {
+        let mut all = std::collections::BTreeSet::new();
+        for m in &selectors {
+            for s in tenants::select_series(&store, &tenant, m, start, end.saturating_add(1))? {
+                all.insert(s.labels().clone());
             }
-            Ok(all.into_iter().collect())
-        })
-        .await??;
+        }
+        Ok(all.into_iter().collect())
+    };
+    let found = st.on_query_pool(&key, work).await??;
     let mut out = String::from("{\"status\":\"success\",\"data\":[");
     for (i, l) in found.iter().enumerate() {
         if i > 0 {
