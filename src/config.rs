@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// Format of the server's own logs: text or json [default: text]
     #[arg(long, env = "MINILOKI_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Queries run at once; more wait in a FIFO queue [default: the number
+    /// of cores, at least 2]
+    #[arg(long, env = "MINILOKI_QUERY_MAX_CONCURRENT", value_name = "N")]
+    pub query_max_concurrent: Option<usize>,
 }
 
 /// The config file. Every section and key is optional; unknown keys are
@@ -172,7 +176,14 @@ pub struct FileStorage {
 /// The keys of `[query]` that are server-wide rather than per-tenant limits.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
-pub struct FileQuery {}
+pub struct FileQuery {
+    /// Queries run at once (`--query-max-concurrent`).
+    pub max_concurrent: Option<usize>,
+    /// Queued queries per tenant before 429 (Loki's `max_outstanding_per_tenant`).
+    pub max_outstanding_requests: Option<usize>,
+    /// Nice value of the query worker threads; 0 leaves them alone.
+    pub nice: Option<i32>,
+}
 
 /// Errors in flags, environment variables or the config file.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +219,8 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     pub log_level: String,
     pub log_format: String,
+    /// `[query] max_concurrent`, `max_outstanding_requests`, `nice`.
+    pub query_pool: crate::api::querypool::PoolConfig,
 }
 
 impl Config {
@@ -325,7 +338,7 @@ impl Config {
         if let Some(v) = args.max_line_size_truncate {
             ingest.max_line_size_truncate = v;
         }
-        let (mut query, _server_query) =
+        let (mut query, server_query) =
             split_query_section(&file.query).map_err(|detail| ConfigError::Parse {
                 path: args.config.clone().unwrap_or_default(),
                 detail,
@@ -339,6 +352,7 @@ impl Config {
                 detail,
             }
         })?;
+        let query_pool = query_pool_config(args, &server_query)?;
         Ok(Config {
             listen,
             otlp_grpc_listen,
@@ -363,6 +377,7 @@ impl Config {
                 .clone()
                 .or_else(|| s.log_format.clone())
                 .unwrap_or_else(|| "text".into()),
+            query_pool,
         })
     }
 }
@@ -449,6 +464,37 @@ pub fn reload_overrides(
         path: path.to_path_buf(),
         detail,
     })
+}
+
+/// `[query] max_concurrent` (or `--query-max-concurrent`),
+/// `max_outstanding_requests` and `nice`.
+fn query_pool_config(
+    args: &ServeArgs,
+    q: &FileQuery,
+) -> Result<crate::api::querypool::PoolConfig, ConfigError> {
+    let mut pool = crate::api::querypool::PoolConfig::default();
+    if let Some(n) = args.query_max_concurrent.or(q.max_concurrent) {
+        if n == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_concurrent",
+                detail: "must be at least 1".into(),
+            });
+        }
+        pool.max_concurrent = n;
+    }
+    if let Some(n) = q.max_outstanding_requests {
+        pool.max_outstanding_per_tenant = n;
+    }
+    if let Some(n) = q.nice {
+        if !(0..=19).contains(&n) {
+            return Err(ConfigError::Invalid {
+                key: "nice",
+                detail: format!("{n}; expected 0 (off) to 19"),
+            });
+        }
+        pool.nice = n;
+    }
+    Ok(pool)
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -639,5 +685,44 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("wal_sync"), "{err}");
+    }
+
+    #[test]
+    fn query_pool_from_file_then_flag() {
+        let c = Config::resolve(&ServeArgs::default()).unwrap();
+        assert!(c.query_pool.max_concurrent >= 2);
+        assert_eq!(c.query_pool.max_outstanding_per_tenant, 2048);
+        assert_eq!(c.query_pool.nice, 10);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[query]\nmax_concurrent = 3\nmax_outstanding_requests = 7\nnice = 0\n",
+        )
+        .unwrap();
+        let mut args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(
+            (
+                c.query_pool.max_concurrent,
+                c.query_pool.max_outstanding_per_tenant,
+                c.query_pool.nice
+            ),
+            (3, 7, 0)
+        );
+        args.query_max_concurrent = Some(1);
+        assert_eq!(Config::resolve(&args).unwrap().query_pool.max_concurrent, 1);
+        args.query_max_concurrent = Some(0);
+        assert!(Config::resolve(&args).is_err());
+        std::fs::write(&path, "[query]\nnice = 25\n").unwrap();
+        let err = Config::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("nice"), "{err}");
     }
 }

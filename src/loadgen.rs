@@ -63,6 +63,10 @@ pub struct LoadArgs {
     /// Push OTLP/HTTP protobuf to `/otlp/v1/logs` instead of the push API.
     #[arg(long)]
     pub otlp: bool,
+    /// Push requests per second over all connections (a fixed load); 0
+    /// pushes as fast as the server answers.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
 }
 
 /// Path, content type and success status of the endpoint under load.
@@ -337,15 +341,30 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             stop.clone(),
             next_batch.clone(),
         );
-        handles.push(std::thread::spawn(move || -> anyhow::Result<()> {
+        handles.push(std::thread::spawn(move || -> anyhow::Result<Vec<u64>> {
             let mut c = Conn::open(&host)?;
             let per_batch_lines = ((args.batch / args.streams_per_batch.max(1)).max(1)
                 * args.streams_per_batch.max(1)) as u64;
+            // Microseconds per push request, for the latency line.
+            let mut latencies = Vec::new();
+            let gap = (args.rate > 0.0)
+                .then(|| Duration::from_secs_f64(args.connections.max(1) as f64 / args.rate));
+            let mut next_send = Instant::now();
             while !stop.load(Ordering::Relaxed) {
+                if let Some(gap) = gap {
+                    let now = Instant::now();
+                    if next_send > now {
+                        std::thread::sleep(next_send - now);
+                    }
+                    next_send = next_send.max(now) + gap;
+                }
                 let b = next_batch.fetch_add(1, Ordering::Relaxed);
                 let body = make_batch(&args, &lines, b, base_ts);
                 let (path, ctype, ok) = endpoint(&args);
-                match c.request("POST", path, ctype, &body) {
+                let sent_at = Instant::now();
+                let res = c.request("POST", path, ctype, &body);
+                latencies.push(sent_at.elapsed().as_micros() as u64);
+                match res {
                     Ok((st, resp)) if st == ok && rejected_records(&args, &resp) == 0 => {
                         sent_lines.fetch_add(per_batch_lines, Ordering::Relaxed);
                         sent_bytes
@@ -364,7 +383,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
                     }
                 }
             }
-            Ok(())
+            Ok(latencies)
         }));
     }
     let mut last = (Instant::now(), 0u64);
@@ -380,9 +399,12 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         last = (Instant::now(), n);
     }
     stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
     for h in handles {
-        h.join()
-            .map_err(|_| anyhow::anyhow!("a load thread panicked"))??;
+        latencies.extend(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a load thread panicked"))??,
+        );
     }
     let secs = started.elapsed().as_secs_f64();
     let lines_total = sent_lines.load(Ordering::Relaxed);
@@ -393,6 +415,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         bytes_total as f64 / secs / 1e6,
         failures.load(Ordering::Relaxed)
     );
+    if let Some(l) = latency_summary(&mut latencies) {
+        println!("{l}");
+    }
     match server_rss(&host) {
         Some((rss, peak)) => println!(
             "server RSS now {:.1} MB, peak {:.1} MB",
@@ -402,6 +427,22 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         None => println!("server RSS: not available from /metrics"),
     }
     Ok(())
+}
+
+/// `push latency: p50 … p99 … max … over N requests` from per-request
+/// microseconds (nearest-rank percentiles); `None` without requests.
+fn latency_summary(micros: &mut [u64]) -> Option<String> {
+    micros.sort_unstable();
+    let n = micros.len();
+    let last = *micros.last()?;
+    let rank = |p: f64| micros[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+    let ms = |us: u64| us as f64 / 1000.0;
+    Some(format!(
+        "push latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {n} requests",
+        ms(rank(0.50)),
+        ms(rank(0.99)),
+        ms(last)
+    ))
 }
 
 /// Options of `miniloki check`.
@@ -449,7 +490,23 @@ mod tests {
             corpus: "testdata/loghub".into(),
             touch_all_streams: false,
             otlp,
+            rate: 0.0,
         }
+    }
+
+    #[test]
+    fn latency_summary_uses_nearest_rank_percentiles() {
+        // 1..=200 ms: p50 is the 100th value, p99 the 198th.
+        let mut v: Vec<u64> = (1..=200).rev().map(|ms| ms * 1000).collect();
+        assert_eq!(
+            latency_summary(&mut v).unwrap(),
+            "push latency: p50 100.0 ms, p99 198.0 ms, max 200.0 ms over 200 requests"
+        );
+        assert_eq!(
+            latency_summary(&mut [1500]).unwrap(),
+            "push latency: p50 1.5 ms, p99 1.5 ms, max 1.5 ms over 1 requests"
+        );
+        assert_eq!(latency_summary(&mut []), None);
     }
 
     #[test]

@@ -152,8 +152,10 @@ fn compute_volume(
 pub async fn volume(State(st): State<Arc<AppState>>, p: Params) -> Result<Response, ApiError> {
     let r = volume_request(&st, &p)?;
     let st2 = st.clone();
-    let (r, groups) =
-        tokio::task::spawn_blocking(move || compute_volume(&st2, &r, 0).map(|g| (r, g))).await??;
+    let tenant = r.tenant.clone();
+    let (r, groups) = st
+        .on_query_pool(&tenant, move || compute_volume(&st2, &r, 0).map(|g| (r, g)))
+        .await??;
     let mut rows: Vec<(Labels, u64)> = groups
         .into_iter()
         .map(|(k, b)| (k, b.values().sum()))
@@ -188,9 +190,12 @@ pub async fn volume_range(
         return Err(ApiError::bad_request("zero or negative query resolution step widths are not accepted. Try a positive integer"));
     }
     let st2 = st.clone();
-    let (r, groups) =
-        tokio::task::spawn_blocking(move || compute_volume(&st2, &r, step).map(|g| (r, g)))
-            .await??;
+    let tenant = r.tenant.clone();
+    let (r, groups) = st
+        .on_query_pool(&tenant, move || {
+            compute_volume(&st2, &r, step).map(|g| (r, g))
+        })
+        .await??;
     let mut rows: Vec<(Labels, BTreeMap<i64, u64>, u64)> = groups
         .into_iter()
         .map(|(k, b)| {
@@ -239,7 +244,8 @@ pub async fn detected_labels(
         None => Vec::new(),
     };
     let store = st.store.clone();
-    let rows = tokio::task::spawn_blocking(move || -> Result<Vec<(String, usize)>, ApiError> {
+    let key = tenant.clone();
+    let work = move || -> Result<Vec<(String, usize)>, ApiError> {
         let mut rows = Vec::new();
         for name in tenants::label_names(&store, &tenant, &matchers, start, end.saturating_add(1))?
         {
@@ -261,8 +267,8 @@ pub async fn detected_labels(
             rows.push((name, values.len()));
         }
         Ok(rows)
-    })
-    .await??;
+    };
+    let rows = st.on_query_pool(&key, work).await??;
     let mut out = String::from("{\"detectedLabels\":[");
     for (i, (name, card)) in rows.iter().enumerate() {
         if i > 0 {
@@ -297,8 +303,13 @@ async fn sample_entries(
     };
     let st2 = st.clone();
     let ctx = st.engine.context(&tenant);
-    let res =
-        tokio::task::spawn_blocking(move || st2.engine.query(&tenant, &query, &qp, &ctx)).await??;
+    let (cancel, deadline) = (ctx.cancel.clone(), ctx.deadline);
+    let res = st
+        .query_pool
+        .run(&tenant.clone(), cancel, deadline, move || {
+            st2.engine.query(&tenant, &query, &qp, &ctx)
+        })
+        .await??;
     match res {
         QueryResult::Streams(e) => Ok(e),
         _ => Err(ApiError::bad_request(

@@ -61,10 +61,15 @@ async fn run_query(
     let st2 = st.clone();
     let ctx2 = ctx.clone();
     let damaged = st.store.damaged_blocks(&tenant);
-    let result =
-        tokio::task::spawn_blocking(move || st2.engine.query(&tenant, &query, &qp, &ctx2)).await?;
+    let deadline = ctx.deadline;
+    let result = st
+        .query_pool
+        .run(&tenant.clone(), ctx.cancel.clone(), deadline, move || {
+            st2.engine.query(&tenant, &query, &qp, &ctx2)
+        })
+        .await;
     guard.1 = true;
-    let result = result?;
+    let result = result??;
     let exec = ctx.started.elapsed().as_secs_f64();
     let stats: QueryStats = ctx.stats.lock().clone();
     // Blocks skipped at start-up, even when no stream of them was selected.
@@ -185,10 +190,11 @@ pub async fn labels(State(st): State<Arc<AppState>>, p: Params) -> Result<Respon
         return Ok(list_response(&[]));
     };
     let store = st.store.clone();
-    let names = tokio::task::spawn_blocking(move || {
-        tenants::label_names(&store, &tenant, &matchers, start, end.saturating_add(1))
-    })
-    .await??;
+    let names = st
+        .on_query_pool(&tenant.clone(), move || {
+            tenants::label_names(&store, &tenant, &matchers, start, end.saturating_add(1))
+        })
+        .await??;
     Ok(list_response(&names))
 }
 
@@ -208,17 +214,18 @@ pub async fn label_values(
         return Ok(list_response(&[]));
     };
     let store = st.store.clone();
-    let values = tokio::task::spawn_blocking(move || {
-        tenants::label_values(
-            &store,
-            &tenant,
-            &name,
-            &matchers,
-            start,
-            end.saturating_add(1),
-        )
-    })
-    .await??;
+    let values = st
+        .on_query_pool(&tenant.clone(), move || {
+            tenants::label_values(
+                &store,
+                &tenant,
+                &name,
+                &matchers,
+                start,
+                end.saturating_add(1),
+            )
+        })
+        .await??;
     Ok(list_response(&values))
 }
 
@@ -241,7 +248,8 @@ pub async fn series(State(st): State<Arc<AppState>>, p: Params) -> Result<Respon
         ));
     };
     let store = st.store.clone();
-    let found = tokio::task::spawn_blocking(move || -> Result<Vec<Labels>, ApiError> {
+    let key = tenant.clone();
+    let work = move || -> Result<Vec<Labels>, ApiError> {
         let mut all = std::collections::BTreeSet::new();
         for m in &selectors {
             for s in tenants::select_series(&store, &tenant, m, start, end.saturating_add(1))? {
@@ -249,8 +257,8 @@ pub async fn series(State(st): State<Arc<AppState>>, p: Params) -> Result<Respon
             }
         }
         Ok(all.into_iter().collect())
-    })
-    .await??;
+    };
+    let found = st.on_query_pool(&key, work).await??;
     let mut out = String::from("{\"status\":\"success\",\"data\":[");
     for (i, l) in found.iter().enumerate() {
         if i > 0 {
@@ -271,7 +279,7 @@ pub async fn index_stats(State(st): State<Arc<AppState>>, p: Params) -> Result<R
         None => Default::default(),
         Some((start, end)) => {
             let store = st.store.clone();
-            tokio::task::spawn_blocking(move || {
+            st.on_query_pool(&tenant.clone(), move || {
                 tenants::index_stats(&store, &tenant, &matchers, start, end.saturating_add(1))
             })
             .await??

@@ -19,6 +19,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod params;
 pub mod push;
+pub mod querypool;
 pub mod tail;
 
 use std::fmt::Write as _;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub auth: Option<auth::AuthTokens>,
     /// Open tail connections per tenant (`max_concurrent_tail_requests`).
     pub active_tails: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
+    /// Where every query-executing endpoint runs its work.
+    pub query_pool: querypool::QueryPool,
 }
 
 impl AppState {
@@ -191,10 +194,17 @@ impl AppState {
             "Open live-tail connections.",
             self.active_tails.lock().values().sum::<usize>() as f64,
         );
+        self.query_pool.render_metrics(out);
         let _ = writeln!(
             out,
             "# HELP miniloki_limit A configured limit (0 = none; durations in seconds, booleans 0/1). tenant=\"\" is the default for every tenant; other tenants list only their overridden values.\n# TYPE miniloki_limit gauge"
         );
+        for (name, v) in self.query_pool.limits() {
+            let _ = writeln!(
+                out,
+                "miniloki_limit{{kind=\"server\",name=\"{name}\",tenant=\"\"}} {v}"
+            );
+        }
         write_limits(out, "ingest", self.ingester.tenant_limits());
         write_limits(out, "query", self.engine.tenant_limits());
     }
@@ -407,6 +417,7 @@ pub fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
         Some(path) => Some(auth::AuthTokens::load(path)?),
         None => None,
     };
+    let query_pool = querypool::QueryPool::new(config.query_pool.clone())?;
     Ok(Arc::new(AppState {
         config,
         store,
@@ -417,6 +428,7 @@ pub fn build_state(config: Config) -> anyhow::Result<Arc<AppState>> {
         started: Instant::now(),
         auth,
         active_tails: Default::default(),
+        query_pool,
     }))
 }
 

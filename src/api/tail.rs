@@ -20,6 +20,7 @@ use crate::api::encode::streams_result;
 use crate::api::error::ApiError;
 use crate::api::handlers::{required_query, wants_categorized};
 use crate::api::params::{now_ns, Params};
+use crate::api::querypool::PoolError;
 use crate::api::AppState;
 use crate::logql::eval::{QueryParams, QueryResult, ResultEntry};
 use crate::logql::syntax::{ast::Expr, parse_expr};
@@ -236,9 +237,13 @@ async fn tail_loop(
             };
             let (st2, tenant2, expr2) = (st.clone(), tenant.clone(), expr.clone());
             let ctx = st.engine.context(&tenant);
-            let res =
-                tokio::task::spawn_blocking(move || st2.engine.eval(&tenant2, &expr2, &qp, &ctx))
-                    .await;
+            let (cancel, deadline) = (ctx.cancel.clone(), ctx.deadline);
+            let res = st
+                .query_pool
+                .run(&tenant, cancel, deadline, move || {
+                    st2.engine.eval(&tenant2, &expr2, &qp, &ctx)
+                })
+                .await;
             match res {
                 Ok(Ok(QueryResult::Streams(mut entries))) => {
                     entries.sort_by_key(|e| e.ts);
@@ -258,6 +263,8 @@ async fn tail_loop(
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return close(socket, e.to_string()).await,
+                // A full queue: this poll is skipped, the next one catches up.
+                Err(PoolError::TooManyOutstanding) => {}
                 Err(e) => return close(socket, e.to_string()).await,
             }
         }

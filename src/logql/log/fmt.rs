@@ -384,7 +384,11 @@ mod engine_tests {
         assert_eq!(l.get("level"), None, "rename drops the source");
         // Loki sets `level` and then deletes the source, the same label.
         let (_, l) = run(r#"{app="shop"} | json | label_format level=level"#, line);
-        assert_eq!(l.get("level"), None, "a rename onto itself removes the label");
+        assert_eq!(
+            l.get("level"),
+            None,
+            "a rename onto itself removes the label"
+        );
         assert_eq!(l.get("user"), Some("ana"));
     }
 
