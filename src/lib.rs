@@ -26,5 +26,6 @@ pub mod labels;
 pub mod loadgen;
 pub mod logql;
 pub mod proto;
+pub mod soak;
 pub mod storage;
 pub mod units;
