@@ -691,16 +691,17 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
             f.flush()?;
         }
     }
+    let ran = started.elapsed();
     shared.stop.store(true, Ordering::Relaxed);
     for h in handles {
         if h.join().is_err() {
             bail!("a soak thread panicked");
         }
     }
-    let elapsed = started.elapsed();
+    let drained = started.elapsed().saturating_sub(ran);
     // Requests that finished after the last row count in the totals only.
     totals.add(&std::mem::take(&mut *shared.interval.lock()));
-    let failed = summary(&args, &mut totals, elapsed, &shared);
+    let failed = summary(&args, &mut totals, ran, drained, &shared);
     if failed > 0 {
         bail!("{failed} requests failed");
     }
@@ -708,14 +709,22 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
 }
 
 /// Prints the final summary; returns the number of failed requests.
-fn summary(args: &SoakArgs, totals: &mut Totals, elapsed: Duration, shared: &Shared) -> u64 {
+fn summary(
+    args: &SoakArgs,
+    totals: &mut Totals,
+    elapsed: Duration,
+    drained: Duration,
+    shared: &Shared,
+) -> u64 {
     let secs = elapsed.as_secs_f64().max(1e-9);
     println!();
     println!("## Summary");
     println!();
     let achieved = totals.pushed_lines as f64 / secs;
     println!(
-        "ran {secs:.1} s; pushed {} lines in {} requests: {} lines/s achieved of {} target ({:.1} %)",
+        "ran {secs:.1} s (then {:.1} s for the requests in flight); pushed {} lines in {} requests: \
+         {} lines/s achieved of {} target ({:.1} %)",
+        drained.as_secs_f64(),
         thousands(totals.pushed_lines),
         thousands(totals.samples[Kind::Push.index()].len() as u64),
         thousands(achieved.round() as u64),
