@@ -188,7 +188,12 @@ impl Conn {
 }
 
 /// Encodes one batch; `seq` makes timestamps unique across the run.
-pub(crate) fn make_batch(args: &LoadArgs, lines: &[String], batch_no: u64, base_ts: i64) -> Vec<u8> {
+pub(crate) fn make_batch(
+    args: &LoadArgs,
+    lines: &[String],
+    batch_no: u64,
+    base_ts: i64,
+) -> Vec<u8> {
     if args.otlp {
         return make_otlp_batch(args, lines, batch_no, base_ts);
     }
