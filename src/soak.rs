@@ -313,6 +313,8 @@ struct Shared {
     interval: Mutex<Interval>,
     first_error: Mutex<[Option<String>; KINDS.len()]>,
     stop: AtomicBool,
+    /// Batches dropped because their connection was more than 1 s behind.
+    skipped_batches: AtomicU64,
 }
 
 impl Shared {
@@ -533,6 +535,10 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
         args.query_workers,
         args.report_every,
     );
+    match rss(args.pid, &host) {
+        Some((r, _)) => println!("server RSS before the run: {:.1} MB", r / 1e6),
+        None => println!("server RSS before the run: not available"),
+    }
     println!();
     println!("| t | push lines/s | push p50 ms | push p99 ms | push max ms | queries | query p50 ms | query p99 ms | query max ms | errors | RSS MB | data MB |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -541,6 +547,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
         interval: Mutex::new(Interval::default()),
         first_error: Mutex::new(Default::default()),
         stop: AtomicBool::new(false),
+        skipped_batches: AtomicU64::new(0),
     });
     let started = Instant::now();
     let mut handles = Vec::new();
@@ -580,7 +587,11 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
                     204,
                     per_batch,
                 );
-                i = next_batch(period, connections, c, i, started.elapsed(), max_lag);
+                let next = next_batch(period, connections, c, i, started.elapsed(), max_lag);
+                shared
+                    .skipped_batches
+                    .fetch_add(next - i - 1, Ordering::Relaxed);
+                i = next;
             }
         }));
     }
@@ -731,6 +742,13 @@ fn summary(
         thousands(args.push_rate),
         achieved * 100.0 / args.push_rate as f64,
     );
+    let skipped = shared.skipped_batches.load(Ordering::Relaxed);
+    if skipped > 0 {
+        println!(
+            "{} batches not sent: their connection was more than 1 s behind schedule",
+            thousands(skipped)
+        );
+    }
     println!();
     println!("| kind | requests | errors | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|");
