@@ -412,11 +412,24 @@ fn send(
     }
 }
 
-/// Resident and peak memory of the server in bytes: from `/proc/<pid>/status`
-/// with `--pid`, else from its `/metrics`.
-fn rss(pid: Option<u32>, host: &str) -> Option<(f64, f64)> {
+/// The server's memory in bytes.
+struct Mem {
+    rss: f64,
+    peak: f64,
+    /// Anonymous memory (heap), without the file pages mapped in (the memory
+    /// mapped blocks that queries read): only from `/proc`.
+    anon: Option<f64>,
+}
+
+/// The server's memory: from `/proc/<pid>/status` with `--pid`, else from its
+/// `/metrics`.
+fn rss(pid: Option<u32>, host: &str) -> Option<Mem> {
     let Some(pid) = pid else {
-        return server_rss(host);
+        return server_rss(host).map(|(rss, peak)| Mem {
+            rss,
+            peak,
+            anon: None,
+        });
     };
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb = |key: &str| {
@@ -427,7 +440,11 @@ fn rss(pid: Option<u32>, host: &str) -> Option<(f64, f64)> {
             .and_then(|v| v.parse::<f64>().ok())
             .map(|v| v * 1024.0)
     };
-    Some((kb("VmRSS:")?, kb("VmHWM:").unwrap_or(0.0)))
+    Some(Mem {
+        rss: kb("VmRSS:")?,
+        peak: kb("VmHWM:").unwrap_or(0.0),
+        anon: kb("RssAnon:"),
+    })
 }
 
 /// Sum of the sizes of the files under `dir` (files vanishing meanwhile, as
@@ -472,6 +489,8 @@ struct Totals {
     pushed_lines: u64,
     /// (minutes from start, RSS MB) at every report.
     rss: Vec<(f64, f64)>,
+    /// (minutes from start, anonymous RSS MB), with `--pid`.
+    anon: Vec<(f64, f64)>,
     peak_rss_mb: f64,
     data_mb: Option<f64>,
 }
@@ -518,7 +537,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
                 std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
             writeln!(
                 f,
-                "elapsed_s,kind,count,errors,lines_per_s,p50_ms,p99_ms,max_ms,rss_mb,data_mb"
+                "elapsed_s,kind,count,errors,lines_per_s,p50_ms,p99_ms,max_ms,rss_mb,data_mb,anon_mb"
             )?;
             Some(f)
         }
@@ -536,12 +555,12 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
         args.report_every,
     );
     match rss(args.pid, &host) {
-        Some((r, _)) => println!("server RSS before the run: {:.1} MB", r / 1e6),
+        Some(m) => println!("server RSS before the run: {:.1} MB", m.rss / 1e6),
         None => println!("server RSS before the run: not available"),
     }
     println!();
-    println!("| t | push lines/s | push p50 ms | push p99 ms | push max ms | queries | query p50 ms | query p99 ms | query max ms | errors | RSS MB | data MB |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| t | push lines/s | push p50 ms | push p99 ms | push max ms | queries | query p50 ms | query p99 ms | query max ms | errors | RSS MB | anon MB | data MB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 
     let shared = Arc::new(Shared {
         interval: Mutex::new(Interval::default()),
@@ -629,6 +648,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
         errors: [0; KINDS.len()],
         pushed_lines: 0,
         rss: Vec::new(),
+        anon: Vec::new(),
         peak_rss_mb: 0.0,
         data_mb: None,
     };
@@ -645,10 +665,15 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
         let mut iv = std::mem::take(&mut *shared.interval.lock());
         totals.add(&iv);
         let rss_now = rss(args.pid, &host);
-        let rss_mb = rss_now.map(|r| r.0 / 1e6);
-        if let Some((r, peak)) = rss_now {
-            totals.rss.push((now.as_secs_f64() / 60.0, r / 1e6));
-            totals.peak_rss_mb = totals.peak_rss_mb.max(peak / 1e6);
+        let rss_mb = rss_now.as_ref().map(|m| m.rss / 1e6);
+        let anon_mb = rss_now.as_ref().and_then(|m| m.anon).map(|a| a / 1e6);
+        let minutes = now.as_secs_f64() / 60.0;
+        if let Some(m) = &rss_now {
+            totals.rss.push((minutes, m.rss / 1e6));
+            totals.peak_rss_mb = totals.peak_rss_mb.max(m.peak / 1e6);
+        }
+        if let Some(a) = anon_mb {
+            totals.anon.push((minutes, a));
         }
         let data_mb = args.data_dir.as_deref().map(|d| dir_size(d) as f64 / 1e6);
         totals.data_mb = data_mb.or(totals.data_mb);
@@ -663,7 +688,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
         let t = now.as_secs();
         println!(
-            "| {}:{:02} | {} | {} | {} | {} | {} | {} | {} | {} | {errors} | {} | {} |",
+            "| {}:{:02} | {} | {} | {} | {} | {} | {} | {} | {} | {errors} | {} | {} | {} |",
             t / 60,
             t % 60,
             thousands(lines_per_s.round() as u64),
@@ -675,6 +700,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
             ms(q.p99),
             ms(q.max),
             opt(rss_mb),
+            opt(anon_mb),
             opt(data_mb),
         );
         if let Some(f) = csv.as_mut() {
@@ -687,7 +713,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
                 };
                 writeln!(
                     f,
-                    "{:.1},{},{},{},{rate},{},{},{},{},{}",
+                    "{:.1},{},{},{},{rate},{},{},{},{},{},{}",
                     now.as_secs_f64(),
                     kind.name(),
                     l.count,
@@ -697,6 +723,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
                     ms(l.max),
                     opt(rss_mb),
                     opt(data_mb),
+                    opt(anon_mb),
                 )?;
             }
             f.flush()?;
@@ -765,29 +792,16 @@ fn summary(
         );
     }
     println!();
-    let mb: Vec<f64> = totals.rss.iter().map(|p| p.1).collect();
-    match (mb.first(), mb.last()) {
-        (Some(first), Some(last)) => {
-            let min = mb.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = mb.iter().copied().fold(0.0, f64::max);
-            println!(
-                "RSS MB: first {first:.1}, min {min:.1}, max {max:.1}, last {last:.1} \
-                 (peak RSS reported by the server {:.1})",
-                totals.peak_rss_mb
-            );
-            let half = elapsed.as_secs_f64() / 120.0;
-            let second: Vec<(f64, f64)> =
-                totals.rss.iter().copied().filter(|p| p.0 >= half).collect();
-            match slope(&second) {
-                Some(s) => println!(
-                    "RSS trend over the second half: {s:+.2} MB/min (least squares over {} samples)",
-                    second.len()
-                ),
-                None => println!("RSS trend over the second half: - (fewer than 2 samples)"),
-            }
-        }
-        _ => println!("RSS: not available"),
+    let half = elapsed.as_secs_f64() / 120.0;
+    if memory_summary("RSS", &totals.rss, half) {
+        println!(
+            "peak RSS reported by the server: {:.1} MB",
+            totals.peak_rss_mb
+        );
+    } else {
+        println!("RSS: not available");
     }
+    memory_summary("anonymous RSS", &totals.anon, half);
     if let Some(d) = totals.data_mb {
         println!("data dir at the end: {d:.1} MB");
     }
@@ -807,6 +821,29 @@ fn summary(
         }
     );
     failed
+}
+
+/// Prints first/min/max/last of (minutes, MB) samples and the least-squares
+/// trend of those from minute `half` on; false when there are none.
+fn memory_summary(what: &str, points: &[(f64, f64)], half: f64) -> bool {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return false;
+    };
+    let min = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let max = points.iter().map(|p| p.1).fold(0.0, f64::max);
+    println!(
+        "{what} MB: first {:.1}, min {min:.1}, max {max:.1}, last {:.1}",
+        first.1, last.1
+    );
+    let second: Vec<(f64, f64)> = points.iter().copied().filter(|p| p.0 >= half).collect();
+    match slope(&second) {
+        Some(s) => println!(
+            "{what} trend over the second half: {s:+.2} MB/min (least squares over {} samples)",
+            second.len()
+        ),
+        None => println!("{what} trend over the second half: - (fewer than 2 samples)"),
+    }
+    true
 }
 
 #[cfg(test)]

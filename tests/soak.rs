@@ -40,13 +40,13 @@ fn short_soak_pushes_and_runs_every_query_kind() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("elapsed_s,kind,count,errors,lines_per_s,p50_ms,p99_ms,max_ms,rss_mb,data_mb")
+        Some("elapsed_s,kind,count,errors,lines_per_s,p50_ms,p99_ms,max_ms,rss_mb,data_mb,anon_mb")
     );
     let mut kinds: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut push_rates = vec![];
     for l in lines {
         let f: Vec<&str> = l.split(',').collect();
-        assert_eq!(f.len(), 10, "{l}");
+        assert_eq!(f.len(), 11, "{l}");
         let e = kinds.entry(f[1].to_string()).or_default();
         e.0 += f[2].parse::<u64>().expect("count");
         e.1 += f[3].parse::<u64>().expect("errors");
@@ -55,6 +55,7 @@ fn short_soak_pushes_and_runs_every_query_kind() {
             // RSS from /proc/<pid>/status and the data dir size are filled in.
             assert!(f[8].parse::<f64>().expect("rss") > 1.0, "{l}");
             f[9].parse::<f64>().expect("data MB");
+            assert!(f[10].parse::<f64>().expect("anon") > 1.0, "{l}");
         }
     }
     let names: Vec<&str> = kinds.keys().map(String::as_str).collect();
