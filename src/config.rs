@@ -49,6 +49,9 @@ pub enum Command {
     /// Fuzz the decoders of untrusted input (mutation-based, from the
     /// seeds in testdata/fuzz/<target>/; crashes are saved beside them).
     Fuzz(crate::fuzz::FuzzArgs),
+    /// Mixed push and query load at a fixed push rate for a long time,
+    /// reporting latency percentiles and server RSS per interval.
+    Soak(crate::soak::SoakArgs),
 }
 
 /// Server options. Each is also read from the environment variable shown.

@@ -29,5 +29,6 @@ pub mod limits;
 pub mod loadgen;
 pub mod logql;
 pub mod proto;
+pub mod soak;
 pub mod storage;
 pub mod units;

@@ -97,7 +97,7 @@ pub(crate) fn host_port(url: &str) -> anyhow::Result<String> {
     Ok(rest.trim_end_matches('/').to_string())
 }
 
-fn load_lines(dir: &std::path::Path, size: usize) -> anyhow::Result<Vec<String>> {
+pub(crate) fn load_lines(dir: &std::path::Path, size: usize) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("reading corpus {}", dir.display()))? {
         let p = e?.path();
@@ -140,6 +140,12 @@ impl Conn {
             reader: BufReader::new(s),
             host: host.to_string(),
         })
+    }
+
+    /// Bounds how long [`Conn::request`] waits for each read of the answer.
+    pub(crate) fn set_read_timeout(&self, d: Duration) -> anyhow::Result<()> {
+        self.reader.get_ref().set_read_timeout(Some(d))?;
+        Ok(())
     }
 
     /// Sends a request and returns (status, body).
@@ -186,7 +192,12 @@ impl Conn {
 }
 
 /// Encodes one batch; `seq` makes timestamps unique across the run.
-fn make_batch(args: &LoadArgs, lines: &[String], batch_no: u64, base_ts: i64) -> Vec<u8> {
+pub(crate) fn make_batch(
+    args: &LoadArgs,
+    lines: &[String],
+    batch_no: u64,
+    base_ts: i64,
+) -> Vec<u8> {
     if args.otlp {
         return make_otlp_batch(args, lines, batch_no, base_ts);
     }
@@ -278,7 +289,8 @@ fn make_otlp_batch(args: &LoadArgs, lines: &[String], batch_no: u64, base_ts: i6
     ExportLogsServiceRequest { resource_logs }.encode_to_vec()
 }
 
-fn server_rss(host: &str) -> Option<(f64, f64)> {
+/// The server's (RSS, peak RSS) in bytes, from its `/metrics`.
+pub(crate) fn server_rss(host: &str) -> Option<(f64, f64)> {
     let mut c = Conn::open(host).ok()?;
     let (_, body) = c.request("GET", "/metrics", "text/plain", b"").ok()?;
     let text = String::from_utf8_lossy(&body);

@@ -17,6 +17,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Demo(args)) => miniloki::demo::run(args),
         Some(Command::Check(args)) => miniloki::loadgen::check(args),
         Some(Command::Fuzz(args)) => miniloki::fuzz::run(args),
+        Some(Command::Soak(args)) => miniloki::soak::run(args),
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     }
