@@ -49,6 +49,13 @@ pub struct BlockReader {
     pub size: u64,
 }
 
+/// The system's page size.
+fn page_size() -> usize {
+    // Safety: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(p).ok().filter(|&p| p > 0).unwrap_or(4096)
+}
+
 fn map(path: &Path) -> Result<memmap2::Mmap> {
     let f = File::open(path).map_err(|e| io_err(path, e))?;
     // Safety: block files are immutable once renamed into place; miniloki
@@ -83,6 +90,33 @@ impl BlockReader {
 
     pub fn overlaps(&self, from: i64, through: i64) -> bool {
         self.min_ts < through && self.max_ts >= from
+    }
+
+    /// Drops this process's mapping of the pages `data` lies on, when `data`
+    /// lies in this block's chunks file, so that copying a block's chunks
+    /// (compaction) does not leave the whole source resident in the
+    /// process's RSS. The pages stay in the page cache; a later read
+    /// (of this or a neighbouring chunk sharing a page) faults them back in.
+    pub fn release_pages(&self, data: &[u8]) {
+        let base = self.chunks.as_ptr() as usize;
+        let (start, end) = (data.as_ptr() as usize, data.as_ptr() as usize + data.len());
+        if start < base || end > base + self.chunks.len() {
+            return;
+        }
+        let page = page_size();
+        // The mapping starts on a page boundary and covers its last page whole.
+        let from = start / page * page;
+        let to = end.div_ceil(page) * page;
+        if to <= from {
+            return;
+        }
+        // Safety: [from, to) is page-aligned and inside a read-only shared
+        // file mapping this reader owns; MADV_DONTNEED on such a mapping
+        // only drops the page table entries (the contents are re-read from
+        // the file on the next access, unchanged).
+        unsafe {
+            libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED);
+        }
     }
 
     /// The chunk a reference points at, parsed (the bytes stay mapped).
@@ -128,6 +162,7 @@ pub fn write_block(
     blocks_dir: &Path,
     series: &BTreeMap<Labels, Vec<Arc<Chunk>>>,
     replaces: &[String],
+    sources: &[Arc<BlockReader>],
 ) -> Result<(BlockReader, u64)> {
     std::fs::create_dir_all(blocks_dir).map_err(|e| io_err(blocks_dir, e))?;
     let first = series
@@ -138,7 +173,7 @@ pub fn write_block(
         .unwrap_or_default();
     let id = new_block_id(first);
     let tmp = blocks_dir.join(format!("{TMP_PREFIX}{id}"));
-    let r = write_block_files(blocks_dir, &tmp, &id, series, replaces);
+    let r = write_block_files(blocks_dir, &tmp, &id, series, replaces, sources);
     if r.is_err() {
         // Give the space of a failed attempt back (a full disk is the usual
         // cause, and the flush is retried).
@@ -153,6 +188,7 @@ fn write_block_files(
     id: &str,
     series: &BTreeMap<Labels, Vec<Arc<Chunk>>>,
     replaces: &[String],
+    sources: &[Arc<BlockReader>],
 ) -> Result<(BlockReader, u64)> {
     std::fs::create_dir_all(tmp).map_err(|e| io_err(tmp, e))?;
     // Chunks stream straight from their buffers (or mapped files) to disk.
@@ -176,6 +212,10 @@ fn write_block_files(
             });
             w.write_all(&c.data).map_err(|e| io_err(&cpath, e))?;
             offset += c.data.len() as u64;
+            // Copied: a source block's pages need not stay resident.
+            for b in sources {
+                b.release_pages(&c.data);
+            }
         }
         index_series.push((labels.clone(), refs));
     }
@@ -214,7 +254,7 @@ pub fn compact(blocks_dir: &Path, blocks: &[Arc<BlockReader>]) -> Result<(BlockR
         }
     }
     let ids: Vec<String> = blocks.iter().map(|b| b.id.clone()).collect();
-    write_block(blocks_dir, &series, &ids)
+    write_block(blocks_dir, &series, &ids, blocks)
 }
 
 /// Opens every block under `blocks_dir`, removing leftovers of interrupted
