@@ -249,7 +249,11 @@ pub fn compact(blocks_dir: &Path, blocks: &[Arc<BlockReader>]) -> Result<(BlockR
             let (labels, refs) = b.index.series(id).map_err(|e| corrupt(&ipath, e))?;
             let v = series.entry(labels).or_default();
             for r in &refs {
-                v.push(Arc::new(b.chunk(r)?));
+                let c = b.chunk(r)?;
+                // Parsing read the chunk's pages; writing reads them again,
+                // one chunk at a time, so they need not all stay resident.
+                b.release_pages(&c.data);
+                v.push(Arc::new(c));
             }
         }
     }
