@@ -23,18 +23,19 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Caps glibc malloc at two arenas (unless `MALLOC_ARENA_MAX` says
+/// Caps glibc malloc at four arenas (unless `MALLOC_ARENA_MAX` says
 /// otherwise). By default glibc gives each of the many threads that append
 /// (pushes run on Tokio's blocking pool) an arena of its own, up to eight per
 /// core, and memory freed in one arena is not reused by the others: under a
-/// sustained push load this kept ~80 MB more resident (and growing) for no
-/// gain in throughput (`docs/benchmarks.md`, "Memory under sustained load").
+/// sustained push load this kept 50–100 MB more resident, and growing. Two
+/// arenas saved a little more memory but slowed pushes to 10,000 streams by
+/// ~15 % (`docs/benchmarks.md`, "Memory under sustained load").
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // Safety: called first thing in main, before any other thread starts.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+            libc::mallopt(libc::M_ARENA_MAX, 4);
         }
     }
 }
