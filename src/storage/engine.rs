@@ -1237,3 +1237,58 @@ impl Engine {
         self.flush(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_keep_heads_within_the_budget_without_a_background_round() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = StorageConfig::new(d.path());
+        cfg.sync = SyncPolicy::None;
+        cfg.max_head_bytes = 64 << 10;
+        let eng = Engine::open(cfg).unwrap();
+        let line = "x".repeat(100);
+        for s in 0..100 {
+            // 20 entries of 100 bytes: 2,000 bytes per push, 200,000 in all.
+            let entries = (0..20)
+                .map(|i| PushEntry {
+                    ts: i,
+                    line: line.clone(),
+                    metadata: Vec::new(),
+                })
+                .collect();
+            let labels = Labels::from_pairs([("s", s.to_string().as_str())]);
+            eng.append("t", vec![PushStream { labels, entries }])
+                .unwrap();
+            // Cut back to 48 KiB whenever a push passes 64 KiB.
+            assert!(eng.head_bytes.load(Ordering::Relaxed) <= 64 << 10);
+        }
+        // The running total matches the heads.
+        let sum: usize = eng
+            .all_tenants()
+            .iter()
+            .flat_map(|t| t.all_streams())
+            .map(|s| s.st.lock().head.raw_bytes)
+            .sum();
+        assert_eq!(eng.head_bytes.load(Ordering::Relaxed), sum);
+        assert!(sum > 0);
+        // What was cut waits as chunks: 200,000 bytes in all, the rest in heads.
+        let cut_entries: usize = eng
+            .all_tenants()
+            .iter()
+            .flat_map(|t| t.all_streams())
+            .map(|s| {
+                s.st.lock()
+                    .cut
+                    .iter()
+                    .map(|c| c.chunk.entries as usize)
+                    .sum::<usize>()
+            })
+            .sum();
+        assert_eq!(cut_entries * 100 + sum, 200_000);
+        eng.flush(true).unwrap();
+        assert_eq!(eng.head_bytes.load(Ordering::Relaxed), 0);
+    }
+}
