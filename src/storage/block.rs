@@ -49,6 +49,17 @@ pub struct BlockReader {
     pub size: u64,
 }
 
+/// While copying chunks out of blocks (compaction), the source mappings are
+/// released every this many bytes read.
+const RELEASE_EVERY: usize = 8 << 20;
+
+/// The system's page size.
+fn page_size() -> usize {
+    // Safety: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(p).ok().filter(|&p| p > 0).unwrap_or(4096)
+}
+
 fn map(path: &Path) -> Result<memmap2::Mmap> {
     let f = File::open(path).map_err(|e| io_err(path, e))?;
     // Safety: block files are immutable once renamed into place; miniloki
@@ -83,6 +94,41 @@ impl BlockReader {
 
     pub fn overlaps(&self, from: i64, through: i64) -> bool {
         self.min_ts < through && self.max_ts >= from
+    }
+
+    /// Drops this process's mapping of the pages `data` lies on, when `data`
+    /// lies in this block's chunks file, so that copying a block's chunks
+    /// (compaction) does not leave the whole source resident in the
+    /// process's RSS. The pages stay in the page cache; a later read
+    /// (of this or a neighbouring chunk sharing a page) faults them back in.
+    pub fn release_pages(&self, data: &[u8]) {
+        let base = self.chunks.as_ptr() as usize;
+        let (start, end) = (data.as_ptr() as usize, data.as_ptr() as usize + data.len());
+        if start < base || end > base + self.chunks.len() {
+            return;
+        }
+        let page = page_size();
+        // The mapping starts on a page boundary and covers its last page whole.
+        let from = start / page * page;
+        let to = end.div_ceil(page) * page;
+        if to <= from {
+            return;
+        }
+        // Safety: [from, to) is page-aligned and inside a read-only shared
+        // file mapping this reader owns; MADV_DONTNEED on such a mapping
+        // only drops the page table entries (the contents are re-read from
+        // the file on the next access, unchanged).
+        unsafe {
+            libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED);
+        }
+    }
+
+    /// [`BlockReader::release_pages`] over the whole chunks file. Releasing
+    /// chunk by chunk is not enough: a page fault also maps the cached pages
+    /// around it ("fault around"), including those of chunks already
+    /// released.
+    pub fn release_all(&self) {
+        self.release_pages(&self.chunks);
     }
 
     /// The chunk a reference points at, parsed (the bytes stay mapped).
@@ -128,6 +174,7 @@ pub fn write_block(
     blocks_dir: &Path,
     series: &BTreeMap<Labels, Vec<Arc<Chunk>>>,
     replaces: &[String],
+    sources: &[Arc<BlockReader>],
 ) -> Result<(BlockReader, u64)> {
     std::fs::create_dir_all(blocks_dir).map_err(|e| io_err(blocks_dir, e))?;
     let first = series
@@ -138,7 +185,7 @@ pub fn write_block(
         .unwrap_or_default();
     let id = new_block_id(first);
     let tmp = blocks_dir.join(format!("{TMP_PREFIX}{id}"));
-    let r = write_block_files(blocks_dir, &tmp, &id, series, replaces);
+    let r = write_block_files(blocks_dir, &tmp, &id, series, replaces, sources);
     if r.is_err() {
         // Give the space of a failed attempt back (a full disk is the usual
         // cause, and the flush is retried).
@@ -153,6 +200,7 @@ fn write_block_files(
     id: &str,
     series: &BTreeMap<Labels, Vec<Arc<Chunk>>>,
     replaces: &[String],
+    sources: &[Arc<BlockReader>],
 ) -> Result<(BlockReader, u64)> {
     std::fs::create_dir_all(tmp).map_err(|e| io_err(tmp, e))?;
     // Chunks stream straight from their buffers (or mapped files) to disk.
@@ -160,6 +208,7 @@ fn write_block_files(
     let file = File::create(&cpath).map_err(|e| io_err(&cpath, e))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut offset = 0u64;
+    let mut copied = 0usize;
     let mut index_series = Vec::with_capacity(series.len());
     for (labels, cs) in series {
         let mut refs = Vec::with_capacity(cs.len());
@@ -176,8 +225,19 @@ fn write_block_files(
             });
             w.write_all(&c.data).map_err(|e| io_err(&cpath, e))?;
             offset += c.data.len() as u64;
+            // Copied: the source blocks' pages need not stay resident.
+            copied += c.data.len();
+            if copied >= RELEASE_EVERY {
+                copied = 0;
+                for b in sources {
+                    b.release_all();
+                }
+            }
         }
         index_series.push((labels.clone(), refs));
+    }
+    for b in sources {
+        b.release_all();
     }
     let file = w.into_inner().map_err(|e| io_err(&cpath, e.into_error()))?;
     file.sync_all().map_err(|e| io_err(&cpath, e))?;
@@ -204,17 +264,26 @@ pub const REPLACES: &str = "replaces";
 pub fn compact(blocks_dir: &Path, blocks: &[Arc<BlockReader>]) -> Result<(BlockReader, u64)> {
     let mut series: BTreeMap<Labels, Vec<Arc<Chunk>>> = BTreeMap::new();
     for b in blocks {
+        let mut read = 0usize;
         let ipath = b.dir.join("index");
         for id in 0..b.index.series_count() as u32 {
             let (labels, refs) = b.index.series(id).map_err(|e| corrupt(&ipath, e))?;
             let v = series.entry(labels).or_default();
             for r in &refs {
-                v.push(Arc::new(b.chunk(r)?));
+                let c = b.chunk(r)?;
+                // Parsing read the chunk's pages; writing reads them again,
+                // one chunk at a time, so they need not all stay resident.
+                read += c.data.len();
+                if read >= RELEASE_EVERY {
+                    read = 0;
+                    b.release_all();
+                }
+                v.push(Arc::new(c));
             }
         }
     }
     let ids: Vec<String> = blocks.iter().map(|b| b.id.clone()).collect();
-    write_block(blocks_dir, &series, &ids)
+    write_block(blocks_dir, &series, &ids, blocks)
 }
 
 /// Opens every block under `blocks_dir`, removing leftovers of interrupted
@@ -264,4 +333,60 @@ pub fn open_blocks(blocks_dir: &Path, damaged: &mut Vec<String>) -> Result<Vec<A
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::chunk::{assemble_chunk, encode_block, RawEntries};
+    use crate::storage::Codec;
+
+    /// Resident kB of the mappings of `path` in this process.
+    fn mapped_rss_kb(path: &Path) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        let mut kb = 0;
+        for l in smaps.lines() {
+            let first = l.split_whitespace().next().unwrap_or_default();
+            let is_header = first.split_once('-').is_some_and(|(a, b)| {
+                u64::from_str_radix(a, 16).is_ok() && u64::from_str_radix(b, 16).is_ok()
+            });
+            if is_header {
+                inside = l.ends_with(&*path.to_string_lossy());
+            } else if inside && l.starts_with("Rss:") {
+                kb += l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
+            }
+        }
+        kb
+    }
+
+    #[test]
+    fn release_pages_drops_a_copied_chunk_from_rss() {
+        let d = tempfile::tempdir().unwrap();
+        // 2,000 lines of 1,000 bytes, uncompressed: a 2 MB chunk.
+        let mut raw = RawEntries::default();
+        for i in 0..2000u32 {
+            let line = vec![b'a' + (i % 26) as u8; 1000];
+            raw.push(i as i64, &line, &[0]);
+        }
+        let blk = encode_block(Codec::None, &raw, &mut (0..raw.len()));
+        let chunk = Chunk::parse(assemble_chunk(Codec::None, &[blk])).unwrap();
+        let labels = Labels::from_pairs([("job", "x")]);
+        let series = BTreeMap::from([(labels, vec![Arc::new(chunk)])]);
+        let (b, _) = write_block(d.path(), &series, &[], &[]).unwrap();
+        let (_, refs) = b.index.series(0).unwrap();
+        let c = b.chunk(&refs[0]).unwrap();
+        let sum: u64 = c.data.iter().map(|&x| x as u64).sum();
+        assert!(sum > 0);
+        let before = mapped_rss_kb(&b.chunks_path);
+        assert!(before >= 1900, "resident after reading: {before} kB");
+        // Memory outside the mapping is left alone.
+        b.release_pages(&raw.lines);
+        assert_eq!(mapped_rss_kb(&b.chunks_path), before);
+        b.release_pages(&c.data);
+        let after = mapped_rss_kb(&b.chunks_path);
+        assert!(after <= 8, "resident after release: {after} kB");
+        // The data reads back unchanged.
+        assert_eq!(c.data.iter().map(|&x| x as u64).sum::<u64>(), sum);
+    }
 }

@@ -43,28 +43,85 @@ pub fn codec_from_byte(b: u8) -> DecodeResult<Codec> {
     }
 }
 
-fn compress(codec: Codec, raw: &[u8], out: &mut Vec<u8>) {
+/// Per-thread buffers and compression context for [`encode_block`], reused
+/// from block to block: building a block then allocates only its exact-size
+/// output, instead of growing four columns by doubling and a zstd context
+/// and output of the block's raw size each time (which churned the
+/// allocator and kept freed memory fragmented under a sustained ingest).
+#[derive(Default)]
+struct EncodeScratch {
+    ts_col: Vec<u8>,
+    lens_col: Vec<u8>,
+    lines: Vec<u8>,
+    md: Vec<u8>,
+    lines_comp: Vec<u8>,
+    md_comp: Vec<u8>,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+}
+
+/// Scratch buffers larger than this are released after use (a re-sort can
+/// build blocks well over `block_size`; typical blocks stay far below).
+const SCRATCH_KEEP: usize = 4 << 20;
+
+impl EncodeScratch {
+    fn trim(&mut self) {
+        for v in [
+            &mut self.ts_col,
+            &mut self.lens_col,
+            &mut self.lines,
+            &mut self.md,
+            &mut self.lines_comp,
+            &mut self.md_comp,
+        ] {
+            v.clear();
+            if v.capacity() > SCRATCH_KEEP {
+                *v = Vec::new();
+            }
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<EncodeScratch> = std::cell::RefCell::default();
+}
+
+/// Compresses `raw` into `out` (cleared first).
+fn compress(
+    codec: Codec,
+    raw: &[u8],
+    out: &mut Vec<u8>,
+    zstd: &mut Option<zstd::bulk::Compressor<'static>>,
+) {
+    out.clear();
     if raw.is_empty() {
         return;
     }
     match codec {
         Codec::None => out.extend_from_slice(raw),
         Codec::Snappy => {
-            let start = out.len();
-            out.resize(start + snap::raw::max_compress_len(raw.len()), 0);
-            match snap::raw::Encoder::new().compress(raw, &mut out[start..]) {
-                Ok(n) => out.truncate(start + n),
+            out.resize(snap::raw::max_compress_len(raw.len()), 0);
+            match snap::raw::Encoder::new().compress(raw, out) {
+                Ok(n) => out.truncate(n),
                 // Unreachable for inputs under 4 GiB; keep the data anyway.
                 Err(_) => {
-                    out.truncate(start);
+                    out.clear();
                     out.extend_from_slice(raw)
                 }
             }
         }
-        Codec::Zstd => match zstd::bulk::compress(raw, 1) {
-            Ok(c) => out.extend_from_slice(&c),
-            Err(_) => out.extend_from_slice(raw),
-        },
+        Codec::Zstd => {
+            if zstd.is_none() {
+                *zstd = zstd::bulk::Compressor::new(1).ok();
+            }
+            out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+            let ok = zstd
+                .as_mut()
+                .is_some_and(|z| z.compress_to_buffer(raw, out).is_ok());
+            if !ok {
+                out.clear();
+                out.extend_from_slice(raw);
+            }
+        }
     }
 }
 
@@ -179,6 +236,13 @@ impl RawEntries {
         };
         &self.md[s..self.md_end[i] as usize]
     }
+    /// Heap bytes the buffers hold (by capacity).
+    pub fn capacity_bytes(&self) -> usize {
+        self.ts.capacity() * 8
+            + (self.line_end.capacity() + self.md_end.capacity()) * 4
+            + self.lines.capacity()
+            + self.md.capacity()
+    }
     /// Uncompressed size (lines plus metadata).
     pub fn raw_size(&self) -> usize {
         self.lines.len() + self.md.len()
@@ -220,20 +284,46 @@ pub fn encode_block(
     src: &RawEntries,
     order: &mut dyn Iterator<Item = usize>,
 ) -> EncodedBlock {
-    let mut ts_col = Vec::new();
-    let mut lens_col = Vec::new();
-    let mut lines = Vec::new();
-    let mut md = Vec::new();
+    SCRATCH.with(|sc| match sc.try_borrow_mut() {
+        Ok(mut sc) => {
+            let b = encode_block_with(codec, src, order, &mut sc);
+            sc.trim();
+            b
+        }
+        // Not reachable (encoding does not re-enter); stay correct anyway.
+        Err(_) => encode_block_with(codec, src, order, &mut EncodeScratch::default()),
+    })
+}
+
+fn encode_block_with(
+    codec: Codec,
+    src: &RawEntries,
+    order: &mut dyn Iterator<Item = usize>,
+    sc: &mut EncodeScratch,
+) -> EncodedBlock {
+    let EncodeScratch {
+        ts_col,
+        lens_col,
+        lines,
+        md,
+        lines_comp,
+        md_comp,
+        zstd,
+    } = sc;
+    ts_col.clear();
+    lens_col.clear();
+    lines.clear();
+    md.clear();
     let mut any_md = false;
     let (mut prev, mut n, mut min_ts, mut max_ts) = (0i64, 0u32, i64::MAX, i64::MIN);
     for i in order {
         let ts = src.ts[i];
-        put_varint(&mut ts_col, ts.wrapping_sub(prev));
+        put_varint(ts_col, ts.wrapping_sub(prev));
         prev = ts;
         min_ts = min_ts.min(ts);
         max_ts = max_ts.max(ts);
         let l = src.line(i);
-        put_uvarint(&mut lens_col, l.len() as u64);
+        put_uvarint(lens_col, l.len() as u64);
         lines.extend_from_slice(l);
         let m = src.md(i);
         if m != [0] {
@@ -249,26 +339,28 @@ pub fn encode_block(
     if !any_md {
         md.clear();
     }
-    let mut out =
-        Vec::with_capacity(BLOCK_HEADER + ts_col.len() + lens_col.len() + lines.len() / 2 + 16);
+    compress(codec, lines, lines_comp, zstd);
+    compress(codec, md, md_comp, zstd);
+    // Exactly the block's size: the block lives on in a head or chunk.
+    let mut out = Vec::with_capacity(
+        BLOCK_HEADER + ts_col.len() + lens_col.len() + 4 + lines_comp.len() + md_comp.len() + 4,
+    );
     out.resize(BLOCK_HEADER, 0);
-    out.extend_from_slice(&ts_col);
-    out.extend_from_slice(&lens_col);
+    out.extend_from_slice(ts_col);
+    out.extend_from_slice(lens_col);
     out.extend_from_slice(&[0; 4]); // column CRC, filled in below
     let data_start = out.len();
-    compress(codec, &lines, &mut out);
-    let lines_comp = out.len() - data_start;
-    compress(codec, &md, &mut out);
-    let md_comp = out.len() - data_start - lines_comp;
+    out.extend_from_slice(lines_comp);
+    out.extend_from_slice(md_comp);
     let dcrc = crc32c::crc32c(&out[data_start..]);
     out.extend_from_slice(&dcrc.to_le_bytes());
     let hdr = [
         n,
         ts_col.len() as u32,
         lens_col.len() as u32,
-        lines_comp as u32,
+        lines_comp.len() as u32,
         lines.len() as u32,
-        md_comp as u32,
+        md_comp.len() as u32,
         md.len() as u32,
     ];
     for (i, v) in hdr.iter().enumerate() {
@@ -285,6 +377,7 @@ pub fn encode_block(
         min_ts = 0;
         max_ts = 0;
     }
+    debug_assert_eq!(out.len(), out.capacity());
     EncodedBlock {
         data: Bytes::from(out),
         meta: BlockMeta {

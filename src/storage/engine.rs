@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,8 @@ struct StreamState {
     head_opened: Instant,
     last_append: Instant,
     cut: Vec<CutChunk>,
+    /// The part of `head.raw_bytes` counted in [`Engine::head_bytes`].
+    accounted: usize,
     /// Set when the stream left the tenant's map; appenders then look again.
     removed: bool,
 }
@@ -110,6 +112,11 @@ pub struct Engine {
     /// [`FLUSH_PENDING_BYTES`], so a fast ingest does not hold a whole
     /// `flush_interval` of chunks in memory.
     cut_pending_bytes: std::sync::atomic::AtomicU64,
+    /// Uncompressed bytes in all heads, as settled after each batch of
+    /// appends to a stream (see [`Engine::settle`]).
+    head_bytes: AtomicUsize,
+    /// Held by the one appender that enforces the head budget for everyone.
+    budget_lock: Mutex<()>,
 }
 
 /// Cut-but-unflushed chunk bytes that trigger a flush before the interval.
@@ -212,6 +219,8 @@ impl Engine {
             shutting_down: AtomicBool::new(false),
             flush_lock: Mutex::new(()),
             cut_pending_bytes: std::sync::atomic::AtomicU64::new(0),
+            head_bytes: AtomicUsize::new(0),
+            budget_lock: Mutex::new(()),
         };
         let started = Instant::now();
         let mut records = 0u64;
@@ -317,6 +326,7 @@ impl Engine {
                         self.add(&mut st, min_seg, mem.ts[i], mem.line(i), mem.md(i));
                     }
                 }
+                self.settle(&mut st);
             }
         }
         if dropped > 0 {
@@ -379,6 +389,7 @@ impl Engine {
                                     head_opened: now,
                                     last_append: now,
                                     cut: Vec::new(),
+                                    accounted: 0,
                                     removed: false,
                                 }),
                             });
@@ -401,6 +412,8 @@ impl Engine {
 
     fn cut_locked(&self, st: &mut StreamState) {
         let min_seg = st.head_min_seg;
+        self.head_bytes
+            .fetch_sub(std::mem::take(&mut st.accounted), Ordering::Relaxed);
         match st.head.cut(self.cfg.codec, self.cfg.block_size) {
             Ok(Some(c)) => {
                 self.cut_pending_bytes
@@ -415,6 +428,22 @@ impl Engine {
             Err(error) => tracing::error!(message = "Failed to cut head; entries lost.", %error),
         }
         st.head_min_seg = u64::MAX;
+    }
+
+    /// Counts what the head of `st` grew by since the last call in the
+    /// engine-wide head size (once per batch, not per entry: the counter is
+    /// shared by every appending thread).
+    fn settle(&self, st: &mut StreamState) {
+        let grown = st.head.raw_bytes.saturating_sub(st.accounted);
+        if grown > 0 {
+            st.accounted = st.head.raw_bytes;
+            self.head_bytes.fetch_add(grown, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether enough cut chunks wait in memory for an early flush.
+    pub fn flush_due(&self) -> bool {
+        self.cut_pending_bytes.load(Ordering::Relaxed) >= FLUSH_PENDING_BYTES
     }
 
     /// Prepares a stream's head for entries from WAL segment `seg`.
@@ -456,6 +485,7 @@ impl Engine {
                 for i in 0..raw.len() {
                     self.add(st, seg, raw.ts[i], raw.line(i), raw.md(i));
                 }
+                self.settle(st);
             });
         }
         if !r.is_empty() {
@@ -497,11 +527,22 @@ impl Engine {
                         dup += 1;
                     }
                 }
+                self.settle(st);
                 (acc, dup)
             });
             out.accepted += acc;
             out.duplicates += dup;
             out.new_streams += created as usize;
+        }
+        // Keep the heads within their budget here rather than at the next
+        // background round: a fast ingest would otherwise overshoot it by up
+        // to a second of data. The appender that finds the budget exceeded
+        // compresses the largest heads itself, which also slows the ingest
+        // down to what compression can keep up with.
+        if self.over_budget() {
+            if let Some(_b) = self.budget_lock.try_lock() {
+                self.enforce_head_budget();
+            }
         }
         Ok(out)
     }
@@ -912,51 +953,76 @@ impl Engine {
     /// `max_chunk_age` (all heads with `all`).
     pub fn cut_heads(&self, all: bool) {
         let now = Instant::now();
-        // Heads left uncut, with their uncompressed size, for the memory budget.
-        let mut open: Vec<(usize, Arc<Stream>)> = Vec::new();
-        let mut total = 0usize;
+        let (mut head_mem, mut cut_mem) = (0usize, 0usize);
         for t in self.all_tenants() {
             for s in t.all_streams() {
                 let mut st = s.st.lock();
-                if st.head.is_empty() {
-                    continue;
+                if !st.head.is_empty() {
+                    let idle = now.duration_since(st.last_append) >= self.cfg.chunk_idle_period;
+                    let old = now.duration_since(st.head_opened) >= self.cfg.max_chunk_age;
+                    if all || idle || old {
+                        self.cut_locked(&mut st);
+                    }
                 }
-                let idle = now.duration_since(st.last_append) >= self.cfg.chunk_idle_period;
-                let old = now.duration_since(st.head_opened) >= self.cfg.max_chunk_age;
-                if all || idle || old {
-                    self.cut_locked(&mut st);
-                } else {
-                    total += st.head.raw_bytes;
-                    open.push((st.head.raw_bytes, s.clone()));
-                }
+                head_mem += st.head.memory_bytes();
+                cut_mem += st.cut.iter().map(|c| c.chunk.data.len()).sum::<usize>();
             }
         }
-        // Over the head memory budget (many streams written at once): cut
-        // the largest heads into compressed chunks until a quarter under it.
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            let m = &super::METRICS;
+            m.head_bytes
+                .store(self.head_bytes.load(Relaxed) as u64, Relaxed);
+            m.head_memory_bytes.store(head_mem as u64, Relaxed);
+            m.cut_chunk_bytes.store(cut_mem as u64, Relaxed);
+        }
+        if self.over_budget() {
+            let _b = self.budget_lock.lock();
+            self.enforce_head_budget();
+        }
+    }
+
+    fn over_budget(&self) -> bool {
         let budget = self.cfg.max_head_bytes;
-        if budget > 0 && total > budget {
-            open.sort_by_key(|b| std::cmp::Reverse(b.0));
-            let target = budget - budget / 4;
-            let mut cut = 0usize;
-            for (_, s) in &open {
-                if total <= target {
-                    break;
-                }
-                let mut st = s.st.lock();
-                let size = st.head.raw_bytes;
+        budget > 0 && self.head_bytes.load(Ordering::Relaxed) > budget
+    }
+
+    /// Over the head memory budget (many streams written at once): cuts the
+    /// largest heads into compressed chunks until a quarter under it. Called
+    /// with `budget_lock` held.
+    fn enforce_head_budget(&self) {
+        let budget = self.cfg.max_head_bytes;
+        if !self.over_budget() {
+            return;
+        }
+        let mut open: Vec<(usize, Arc<Stream>)> = Vec::new();
+        for t in self.all_tenants() {
+            for s in t.all_streams() {
+                let size = s.st.lock().head.raw_bytes;
                 if size > 0 {
-                    self.cut_locked(&mut st);
-                    total = total.saturating_sub(size);
-                    cut += 1;
+                    open.push((size, s));
                 }
             }
-            tracing::debug!(
-                message = "Cut heads over the memory budget.",
-                heads = cut,
-                budget_bytes = budget,
-                pending_bytes = self.cut_pending_bytes.load(Ordering::Relaxed)
-            );
         }
+        open.sort_unstable_by_key(|b| std::cmp::Reverse(b.0));
+        let target = budget - budget / 4;
+        let mut cut = 0usize;
+        for (_, s) in &open {
+            if self.head_bytes.load(Ordering::Relaxed) <= target {
+                break;
+            }
+            let mut st = s.st.lock();
+            if !st.head.is_empty() {
+                self.cut_locked(&mut st);
+                cut += 1;
+            }
+        }
+        tracing::debug!(
+            message = "Cut heads over the memory budget.",
+            heads = cut,
+            budget_bytes = budget,
+            pending_bytes = self.cut_pending_bytes.load(Ordering::Relaxed)
+        );
     }
 
     /// Writes cut chunks as blocks (all heads cut first with `force`), then
@@ -1000,7 +1066,7 @@ impl Engine {
         let bdir = t.dir.join("blocks");
         for series in by_day.values() {
             let started = Instant::now();
-            let (b, bytes) = write_block(&bdir, series, &[])?;
+            let (b, bytes) = write_block(&bdir, series, &[], &[])?;
             let chunks: usize = series.values().map(|v| v.len()).sum();
             {
                 use std::sync::atomic::Ordering::Relaxed;
@@ -1169,5 +1235,60 @@ impl Engine {
             }
         }
         self.flush(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_keep_heads_within_the_budget_without_a_background_round() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = StorageConfig::new(d.path());
+        cfg.sync = SyncPolicy::None;
+        cfg.max_head_bytes = 64 << 10;
+        let eng = Engine::open(cfg).unwrap();
+        let line = "x".repeat(100);
+        for s in 0..100 {
+            // 20 entries of 100 bytes: 2,000 bytes per push, 200,000 in all.
+            let entries = (0..20)
+                .map(|i| PushEntry {
+                    ts: i,
+                    line: line.clone(),
+                    metadata: Vec::new(),
+                })
+                .collect();
+            let labels = Labels::from_pairs([("s", s.to_string().as_str())]);
+            eng.append("t", vec![PushStream { labels, entries }])
+                .unwrap();
+            // Cut back to 48 KiB whenever a push passes 64 KiB.
+            assert!(eng.head_bytes.load(Ordering::Relaxed) <= 64 << 10);
+        }
+        // The running total matches the heads.
+        let sum: usize = eng
+            .all_tenants()
+            .iter()
+            .flat_map(|t| t.all_streams())
+            .map(|s| s.st.lock().head.raw_bytes)
+            .sum();
+        assert_eq!(eng.head_bytes.load(Ordering::Relaxed), sum);
+        assert!(sum > 0);
+        // What was cut waits as chunks: 200,000 bytes in all, the rest in heads.
+        let cut_entries: usize = eng
+            .all_tenants()
+            .iter()
+            .flat_map(|t| t.all_streams())
+            .map(|s| {
+                s.st.lock()
+                    .cut
+                    .iter()
+                    .map(|c| c.chunk.entries as usize)
+                    .sum::<usize>()
+            })
+            .sum();
+        assert_eq!(cut_entries * 100 + sum, 200_000);
+        eng.flush(true).unwrap();
+        assert_eq!(eng.head_bytes.load(Ordering::Relaxed), 0);
     }
 }

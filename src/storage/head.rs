@@ -37,6 +37,14 @@ impl Head {
         self.entries == 0
     }
 
+    /// Heap bytes held: the open block's buffers by capacity and the
+    /// compressed blocks.
+    pub fn memory_bytes(&self) -> usize {
+        self.cur.capacity_bytes()
+            + self.blocks.iter().map(|b| b.data.len()).sum::<usize>()
+            + self.blocks.capacity() * std::mem::size_of::<EncodedBlock>()
+    }
+
     /// Adds one entry; `false` if it is an exact duplicate and was dropped.
     pub fn append(
         &mut self,

@@ -42,6 +42,14 @@ pub struct StorageMetrics {
     pub bytes_flushed: std::sync::atomic::AtomicU64,
     /// Damaged block files (or chunks in them) skipped by reads or start-up.
     pub corrupt_reads: std::sync::atomic::AtomicU64,
+    /// Gauge: uncompressed bytes in heads (what `max_head_bytes` bounds).
+    pub head_bytes: std::sync::atomic::AtomicU64,
+    /// Gauge: heap bytes the heads hold (open-block buffers by capacity plus
+    /// compressed blocks), as of the last background round.
+    pub head_memory_bytes: std::sync::atomic::AtomicU64,
+    /// Gauge: bytes of cut chunks in memory waiting for a flush, as of the
+    /// last background round.
+    pub cut_chunk_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// The storage counters of this process.
@@ -52,6 +60,9 @@ pub static METRICS: StorageMetrics = StorageMetrics {
     chunks_flushed: std::sync::atomic::AtomicU64::new(0),
     bytes_flushed: std::sync::atomic::AtomicU64::new(0),
     corrupt_reads: std::sync::atomic::AtomicU64::new(0),
+    head_bytes: std::sync::atomic::AtomicU64::new(0),
+    head_memory_bytes: std::sync::atomic::AtomicU64::new(0),
+    cut_chunk_bytes: std::sync::atomic::AtomicU64::new(0),
 };
 
 impl StorageMetrics {
@@ -93,6 +104,29 @@ impl StorageMetrics {
         for (name, help, v) in rows {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                v.load(Relaxed)
+            ));
+        }
+        let gauges = [
+            (
+                "miniloki_head_bytes",
+                "Uncompressed bytes held in stream heads.",
+                &self.head_bytes,
+            ),
+            (
+                "miniloki_head_memory_bytes",
+                "Heap bytes held by stream heads (buffers and compressed blocks).",
+                &self.head_memory_bytes,
+            ),
+            (
+                "miniloki_cut_chunk_bytes",
+                "Bytes of cut chunks in memory waiting to be flushed.",
+                &self.cut_chunk_bytes,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}\n",
                 v.load(Relaxed)
             ));
         }
@@ -455,7 +489,13 @@ impl Store {
 
     /// Appends entries; on `Ok` they are in the WAL under the sync policy.
     pub fn append(&self, tenant: &str, streams: Vec<PushStream>) -> Result<AppendOutcome> {
-        self.engine.append(tenant, streams)
+        let r = self.engine.append(tenant, streams);
+        // Enough cut chunks wait in memory: wake the background thread to
+        // flush them now rather than at its next round.
+        if self.engine.flush_due() {
+            self.stop.1.notify_one();
+        }
+        r
     }
 
     /// Streams of `tenant` matching all `matchers` that may have entries in
