@@ -117,7 +117,15 @@ pub struct Engine {
     head_bytes: AtomicUsize,
     /// Held by the one appender that enforces the head budget for everyone.
     budget_lock: Mutex<()>,
+    /// When the pages of the mapped chunk files were last released.
+    pages_released: Mutex<Instant>,
 }
+
+/// How often the pages queries touched in mapped chunk files are dropped
+/// from the process (they stay in the page cache): this bounds the
+/// file-backed part of RSS to what queries read in that long, instead of
+/// every page of every block read since it was opened.
+const RELEASE_MAPPED_EVERY: Duration = Duration::from_secs(10);
 
 /// Cut-but-unflushed chunk bytes that trigger a flush before the interval.
 const FLUSH_PENDING_BYTES: u64 = 32 << 20;
@@ -221,6 +229,7 @@ impl Engine {
             cut_pending_bytes: std::sync::atomic::AtomicU64::new(0),
             head_bytes: AtomicUsize::new(0),
             budget_lock: Mutex::new(()),
+            pages_released: Mutex::new(Instant::now()),
         };
         let started = Instant::now();
         let mut records = 0u64;
@@ -1196,8 +1205,27 @@ impl Engine {
         Ok(())
     }
 
+    /// Drops the process's page-table entries for every mapped chunk file
+    /// (see [`RELEASE_MAPPED_EVERY`]); safe while queries read them, which
+    /// fault the pages back in from the page cache.
+    fn release_mapped_pages(&self) {
+        for t in self.all_tenants() {
+            for b in t.blocks.read().iter() {
+                b.release_all();
+            }
+        }
+    }
+
     /// One round of background work.
     pub fn tick(&self, last_flush: &mut Instant) {
+        {
+            let mut at = self.pages_released.lock();
+            if at.elapsed() >= RELEASE_MAPPED_EVERY {
+                *at = Instant::now();
+                drop(at);
+                self.release_mapped_pages();
+            }
+        }
         self.cut_heads(false);
         if let Err(error) = self.wal.sync_if_dirty() {
             tracing::error!(message = "Failed to sync WAL.", %error);
