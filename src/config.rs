@@ -174,6 +174,7 @@ pub struct FileStorage {
     pub wal_segment_size: Option<u64>,
     pub retention_period: Option<String>,
     pub max_head_bytes: Option<usize>,
+    pub max_compacted_block_size: Option<u64>,
 }
 
 /// The keys of `[query]` that are server-wide rather than per-tenant limits.
@@ -310,6 +311,9 @@ impl Config {
         }
         if let Some(v) = st.max_head_bytes {
             storage.max_head_bytes = v;
+        }
+        if let Some(v) = st.max_compacted_block_size {
+            storage.max_compacted_block_bytes = v;
         }
         if let Some(v) = st.wal_segment_size {
             storage.wal_segment_size = v.max(64 * 1024);

@@ -1142,7 +1142,8 @@ impl Engine {
 
     /// Merges blocks of one tenant and UTC day whose sizes are within a
     /// factor of four of each other, once there are `COMPACT_MIN` of them
-    /// (size-tiered, so data is rewritten O(log n) times).
+    /// (size-tiered, so data is rewritten O(log n) times), oldest first and
+    /// never into a block larger than `max_compacted_block_bytes`.
     pub fn compact(&self) -> Result<()> {
         const COMPACT_MIN: usize = 4;
         for t in self.all_tenants() {
@@ -1154,7 +1155,21 @@ impl Engine {
                     .or_default()
                     .push(b.clone());
             }
-            for group in tiers.into_values().filter(|g| g.len() >= COMPACT_MIN) {
+            let cap = self.cfg.max_compacted_block_bytes;
+            let groups = tiers.into_values().filter_map(|mut g| {
+                g.sort_by_key(|b| b.min_ts);
+                let mut total = 0u64;
+                let fit = g
+                    .iter()
+                    .take_while(|b| {
+                        total = total.saturating_add(b.size);
+                        total <= cap
+                    })
+                    .count();
+                g.truncate(fit);
+                (g.len() >= COMPACT_MIN).then_some(g)
+            });
+            for group in groups {
                 let started = Instant::now();
                 let (nb, bytes) = compact(&t.dir.join("blocks"), &group)?;
                 let nb = Arc::new(nb);

@@ -177,6 +177,10 @@ pub struct StorageConfig {
     /// Budget for the uncompressed bytes held in heads across all streams;
     /// past it the largest heads are cut early. 0 disables the budget.
     pub max_head_bytes: usize,
+    /// Largest block compaction writes (sum of its sources' sizes): bigger
+    /// merges would stall flushing for tens of seconds and hold their
+    /// index in memory, for little gain in query speed.
+    pub max_compacted_block_bytes: u64,
 }
 
 impl StorageConfig {
@@ -193,6 +197,7 @@ impl StorageConfig {
             wal_segment_size: 128 * 1024 * 1024,
             retention_period: None,
             max_head_bytes: 128 << 20,
+            max_compacted_block_bytes: 2 << 30,
         }
     }
 }

@@ -858,3 +858,44 @@ fn random_ops(seed: u64) {
     // in Loki) and only dropped on read, so the index counts at least these.
     assert!(s.index_stats("t", &[], ALL.0, ALL.1).unwrap().entries as usize >= total);
 }
+
+/// Compaction merges the oldest blocks of a tier only while their sizes
+/// (index + chunks files) add up to at most `max_compacted_block_bytes`.
+#[test]
+fn compaction_never_writes_a_block_over_the_cap() {
+    let run = |cap: Option<u64>| -> usize {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = cfg(d.path());
+        let s = Store::open(c.clone()).unwrap();
+        for k in 0..5 {
+            push(&s, "t", "api", entries(k * 10..k * 10 + 10));
+            s.flush().unwrap();
+        }
+        drop(s);
+        let blocks = d.path().join("tenants/t/blocks");
+        let size = |p: std::path::PathBuf| -> u64 {
+            ["index", "chunks"]
+                .iter()
+                .map(|f| std::fs::metadata(p.join(f)).unwrap().len())
+                .sum()
+        };
+        let sizes: Vec<u64> = std::fs::read_dir(&blocks)
+            .unwrap()
+            .map(|e| size(e.unwrap().path()))
+            .collect();
+        assert_eq!(sizes.len(), 5);
+        // Without a cap given: just under all five, so four fit.
+        c.max_compacted_block_bytes = cap.unwrap_or(sizes.iter().sum::<u64>() - 1);
+        let s = Store::open(c).unwrap();
+        s.compact().unwrap();
+        let n = std::fs::read_dir(&blocks).unwrap().count();
+        assert_eq!(
+            read(&s, "t", "api", ALL.0, ALL.1, Direction::Forward),
+            expected(0..50)
+        );
+        n
+    };
+    assert_eq!(run(Some(u64::MAX)), 1);
+    assert_eq!(run(None), 2);
+    assert_eq!(run(Some(1)), 5);
+}
