@@ -14,11 +14,56 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
+/// A Prometheus histogram over fixed upper bounds.
+#[derive(Clone)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Cumulative: `counts[i]` observations were `<= bounds[i]`.
+    counts: Vec<u64>,
     count: u64,
     sum: f64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len()],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    pub fn observe(&mut self, v: f64) {
+        for (c, b) in self.counts.iter_mut().zip(self.bounds) {
+            if v <= *b {
+                *c += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += v;
+    }
+
+    /// Appends the `_bucket`, `_sum` and `_count` samples of `name`, each
+    /// with `labels` (`a="x",b="y"`, or empty for none).
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (c, b) in self.counts.iter().zip(self.bounds) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braced} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braced} {}", self.count);
+    }
 }
 
 /// Request metrics of the HTTP API.
@@ -32,16 +77,9 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     pub fn observe(&self, route: &str, method: &str, status: u16, secs: f64) {
         let mut m = self.requests.lock();
-        let h = m
-            .entry((route.to_string(), method.to_string(), status))
-            .or_default();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
+        m.entry((route.to_string(), method.to_string(), status))
+            .or_insert_with(|| Histogram::new(&BUCKETS))
+            .observe(secs);
     }
 
     pub fn render(&self, out: &mut String) {
@@ -49,28 +87,7 @@ impl HttpMetrics {
         let m = self.requests.lock();
         for ((route, method, status), h) in m.iter() {
             let l = format!("route=\"{route}\",method=\"{method}\",status_code=\"{status}\"");
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "miniloki_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "miniloki_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "miniloki_request_duration_seconds_sum{{{l}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "miniloki_request_duration_seconds_count{{{l}}} {}",
-                h.count
-            );
+            h.render(out, "miniloki_request_duration_seconds", &l);
         }
     }
 }

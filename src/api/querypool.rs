@@ -23,6 +23,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
 use crate::api::error::ApiError;
+use crate::api::metrics::{write_gauge, Histogram};
 use crate::logql::eval::EvalError;
 
 /// Loki's `max_outstanding_per_tenant` default.
@@ -148,32 +149,18 @@ impl Queue {
     }
 }
 
-#[derive(Default)]
-struct WaitHistogram {
-    counts: [u64; WAIT_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
 struct Shared {
     config: PoolConfig,
     queue: Mutex<Queue>,
     wake: Condvar,
     running: AtomicUsize,
     rejected: AtomicU64,
-    wait: Mutex<WaitHistogram>,
+    wait: Mutex<Histogram>,
 }
 
 impl Shared {
     fn observe_wait(&self, secs: f64) {
-        let mut h = self.wait.lock();
-        for (i, b) in WAIT_BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
+        self.wait.lock().observe(secs);
     }
 
     /// The next job to run, or `None` once the pool shuts down.
@@ -208,7 +195,7 @@ impl QueryPool {
             wake: Condvar::new(),
             running: AtomicUsize::new(0),
             rejected: AtomicU64::new(0),
-            wait: Mutex::new(WaitHistogram::default()),
+            wait: Mutex::new(Histogram::new(&WAIT_BUCKETS)),
         });
         for i in 0..workers {
             let s = shared.clone();
@@ -323,45 +310,33 @@ impl QueryPool {
 
     /// Appends the pool's metric families (Prometheus text format).
     pub fn render_metrics(&self, out: &mut String) {
-        let gauge = |out: &mut String, name: &str, kind: &str, help: &str, v: f64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
-        };
-        gauge(
+        write_gauge(
             out,
             "miniloki_query_queue_length",
             "gauge",
             "Queries waiting for a query worker.",
             self.queue_length() as f64,
         );
-        gauge(
+        write_gauge(
             out,
             "miniloki_queries_running",
             "gauge",
             "Queries running on the query workers.",
             self.running() as f64,
         );
-        gauge(
+        write_gauge(
             out,
             "miniloki_query_rejected_total",
             "counter",
             "Queries refused with 429 too many outstanding requests.",
             self.rejected() as f64,
         );
-        let h = self.shared.wait.lock();
         let name = "miniloki_query_queue_wait_seconds";
         let _ = writeln!(
             out,
             "# HELP {name} Time queries spent queued before a worker took them.\n# TYPE {name} histogram"
         );
-        for (i, b) in WAIT_BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", h.counts[i]);
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
-        let _ = writeln!(out, "{name}_sum {}", h.sum);
-        let _ = writeln!(out, "{name}_count {}", h.count);
+        self.shared.wait.lock().render(out, name, "");
     }
 }
 
