@@ -15,7 +15,7 @@ use clap::Args;
 
 use crate::labels::{parse_labels, Labels};
 use crate::logql::log::{Pipeline, SampleKind};
-use crate::logql::syntax::ast::{Expr, LogExpr, MetricExpr};
+use crate::logql::syntax::ast::Expr;
 use crate::logql::syntax::parse_expr;
 
 /// Caps given to the decoders, as the server's defaults are.
@@ -76,7 +76,12 @@ pub fn logql(data: &[u8]) -> bool {
     let mut logs = Vec::new();
     match &expr {
         Expr::Log(l) => logs.push((l, None)),
-        Expr::Metric(m) => collect_logs(m, &mut logs),
+        Expr::Metric(m) => logs.extend(m.range_aggregations().into_iter().map(|r| {
+            (
+                &r.log,
+                Some(crate::logql::eval::store_source::sample_kind(r)),
+            )
+        })),
     }
     for (l, kind) in logs {
         let Ok(p) = Pipeline::new(&l.pipeline) else {
@@ -85,23 +90,6 @@ pub fn logql(data: &[u8]) -> bool {
         run_pipeline(&p, kind.as_ref());
     }
     true
-}
-
-fn collect_logs<'a>(m: &'a MetricExpr, out: &mut Vec<(&'a LogExpr, Option<SampleKind>)>) {
-    match m {
-        MetricExpr::RangeAgg(r) => out.push((
-            &r.log,
-            Some(crate::logql::eval::store_source::sample_kind(r)),
-        )),
-        MetricExpr::VectorAgg(v) => collect_logs(&v.expr, out),
-        MetricExpr::Binary(b) => {
-            collect_logs(&b.lhs, out);
-            collect_logs(&b.rhs, out);
-        }
-        MetricExpr::LabelReplace(l) => collect_logs(&l.expr, out),
-        MetricExpr::Paren(e) => collect_logs(e, out),
-        MetricExpr::Literal(_) | MetricExpr::Vector(_) => {}
-    }
 }
 
 const SAMPLE_LINES: &[&str] = &[

@@ -10,7 +10,7 @@ use crate::logql::eval::logs::eval_logs;
 use crate::logql::eval::store_source::StoreSource;
 use crate::logql::eval::tenants::{self, split_tenants};
 use crate::logql::eval::{EvalError, QueryParams, QueryResult};
-use crate::logql::syntax::ast::{Expr, LogExpr, MetricExpr};
+use crate::logql::syntax::ast::{Expr, LogExpr};
 use crate::logql::syntax::parse_expr;
 use crate::storage::Store;
 use crate::units::{format_go_duration, format_ibytes, format_model_duration, now_ns};
@@ -284,25 +284,14 @@ fn empty_result(expr: &Expr, params: &QueryParams) -> QueryResult {
 /// Every log selector of a query with its range and offset (ns; 0 for a
 /// log query).
 fn selectors(expr: &Expr) -> Vec<(&LogExpr, i64, i64)> {
-    fn walk<'a>(e: &'a MetricExpr, out: &mut Vec<(&'a LogExpr, i64, i64)>) {
-        match e {
-            MetricExpr::RangeAgg(r) => out.push((&r.log, r.range, r.offset)),
-            MetricExpr::VectorAgg(v) => walk(&v.expr, out),
-            MetricExpr::Binary(b) => {
-                walk(&b.lhs, out);
-                walk(&b.rhs, out);
-            }
-            MetricExpr::LabelReplace(l) => walk(&l.expr, out),
-            MetricExpr::Paren(p) => walk(p, out),
-            MetricExpr::Literal(_) | MetricExpr::Vector(_) => {}
-        }
-    }
-    let mut out = Vec::new();
     match expr {
-        Expr::Log(l) => out.push((l, 0, 0)),
-        Expr::Metric(m) => walk(m, &mut out),
+        Expr::Log(l) => vec![(l, 0, 0)],
+        Expr::Metric(m) => m
+            .range_aggregations()
+            .into_iter()
+            .map(|r| (&r.log, r.range, r.offset))
+            .collect(),
     }
-    out
 }
 
 #[cfg(test)]

@@ -200,6 +200,28 @@ pub enum MetricExpr {
     Paren(Box<MetricExpr>),
 }
 
+impl MetricExpr {
+    /// Every range aggregation in the expression, left to right.
+    pub fn range_aggregations(&self) -> Vec<&RangeAggregation> {
+        fn walk<'a>(e: &'a MetricExpr, out: &mut Vec<&'a RangeAggregation>) {
+            match e {
+                MetricExpr::RangeAgg(r) => out.push(r),
+                MetricExpr::VectorAgg(v) => walk(&v.expr, out),
+                MetricExpr::Binary(b) => {
+                    walk(&b.lhs, out);
+                    walk(&b.rhs, out);
+                }
+                MetricExpr::LabelReplace(l) => walk(&l.expr, out),
+                MetricExpr::Paren(p) => walk(p, out),
+                MetricExpr::Literal(_) | MetricExpr::Vector(_) => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct RangeAggregation {
     pub op: RangeOp,
