@@ -303,11 +303,10 @@ async fn sample_entries(
     };
     let st2 = st.clone();
     let ctx = st.engine.context(&tenant);
-    let (cancel, deadline) = (ctx.cancel.clone(), ctx.deadline);
+    let ctx2 = ctx.clone();
     let res = st
-        .query_pool
-        .run(&tenant.clone(), cancel, deadline, move || {
-            st2.engine.query(&tenant, &query, &qp, &ctx)
+        .run_in_pool(&tenant.clone(), &ctx, move || {
+            st2.engine.query(&tenant, &query, &qp, &ctx2)
         })
         .await??;
     match res {

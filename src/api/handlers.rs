@@ -61,10 +61,8 @@ async fn run_query(
     let st2 = st.clone();
     let ctx2 = ctx.clone();
     let damaged = st.store.damaged_blocks(&tenant);
-    let deadline = ctx.deadline;
     let result = st
-        .query_pool
-        .run(&tenant.clone(), ctx.cancel.clone(), deadline, move || {
+        .run_in_pool(&tenant.clone(), &ctx, move || {
             st2.engine.query(&tenant, &query, &qp, &ctx2)
         })
         .await;

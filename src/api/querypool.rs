@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::api::error::ApiError;
 use crate::api::metrics::{write_gauge, Histogram};
-use crate::logql::eval::EvalError;
+use crate::logql::eval::{EvalError, QueryContext};
 
 /// Loki's `max_outstanding_per_tenant` default.
 pub const DEFAULT_MAX_OUTSTANDING: usize = 2048;
@@ -427,20 +427,33 @@ fn worker(shared: &Shared) {
 }
 
 impl crate::api::AppState {
-    /// Runs blocking query work `f` for `tenant` on the query pool, with
-    /// the query timeout as deadline: for endpoints that read the index and
-    /// chunks without a LogQL [`crate::logql::eval::QueryContext`].
+    /// Runs blocking query work `f` for `tenant` on the query pool under
+    /// `ctx`'s deadline and cancel flag.
+    pub async fn run_in_pool<T, F>(
+        &self,
+        tenant: &str,
+        ctx: &QueryContext,
+        f: F,
+    ) -> Result<T, PoolError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.query_pool
+            .run(tenant, ctx.cancel.clone(), ctx.deadline, f)
+            .await
+    }
+
+    /// [`AppState::run_in_pool`] with a fresh context (the tenant's query
+    /// timeout as deadline): for endpoints that read the index and chunks
+    /// without evaluating LogQL.
     pub async fn on_query_pool<T, F>(&self, tenant: &str, f: F) -> Result<T, PoolError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let now = Instant::now();
-        let deadline = now
-            .checked_add(self.engine.limits(tenant).query_timeout)
-            .unwrap_or(now + std::time::Duration::from_secs(365 * 86400));
-        let cancel = Arc::new(AtomicBool::new(false));
-        self.query_pool.run(tenant, cancel, deadline, f).await
+        let ctx = self.engine.context(tenant);
+        self.run_in_pool(tenant, &ctx, f).await
     }
 }
 

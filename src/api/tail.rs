@@ -237,11 +237,10 @@ async fn tail_loop(
             };
             let (st2, tenant2, expr2) = (st.clone(), tenant.clone(), expr.clone());
             let ctx = st.engine.context(&tenant);
-            let (cancel, deadline) = (ctx.cancel.clone(), ctx.deadline);
+            let ctx2 = ctx.clone();
             let res = st
-                .query_pool
-                .run(&tenant, cancel, deadline, move || {
-                    st2.engine.eval(&tenant2, &expr2, &qp, &ctx)
+                .run_in_pool(&tenant, &ctx, move || {
+                    st2.engine.eval(&tenant2, &expr2, &qp, &ctx2)
                 })
                 .await;
             match res {
