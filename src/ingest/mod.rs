@@ -429,17 +429,23 @@ impl Ingester {
             limits.max_recv_msg_size,
             limits.max_decompressed_size,
         )?;
-        self.push_raw(tenant, raw)
+        self.push_raw(tenant, &limits, raw)
     }
 
-    fn push_raw(&self, tenant: &str, raw: Vec<RawStream>) -> Result<PushSummary, PushError> {
+    /// A decoded push under the tenant's `limits` (looked up once per
+    /// request, so a reload mid-request cannot mix two sets).
+    fn push_raw(
+        &self,
+        tenant: &str,
+        limits: &IngestLimits,
+        raw: Vec<RawStream>,
+    ) -> Result<PushSummary, PushError> {
         if raw.is_empty() {
             return Err(PushError::new(422, validate::MISSING_STREAMS_MSG));
         }
-        let limits = self.limits.get(tenant);
-        let mut prepared = validate::prepare_push(raw, &limits, now_ns())?;
+        let mut prepared = validate::prepare_push(raw, limits, now_ns())?;
         let errors = std::mem::take(&mut prepared.errors);
-        let stored = self.store_prepared(tenant, prepared)?;
+        let stored = self.store_prepared(tenant, limits, prepared)?;
         if let Some(e) = stored.limit_error {
             return Err(e);
         }
@@ -456,7 +462,7 @@ impl Ingester {
         tenant: &str,
         req: crate::proto::logproto::PushRequest,
     ) -> Result<PushSummary, PushError> {
-        self.push_raw(tenant, push::raw_streams(req))
+        self.push_raw(tenant, &self.limits.get(tenant), push::raw_streams(req))
     }
 
     /// OTLP export (HTTP and gRPC share this). Blocking. Rejected records are
@@ -482,7 +488,7 @@ impl Ingester {
         let mut errors = raw.errors;
         let mut rejected = raw.rejected + prepared.rejected_lines();
         errors.append(&mut prepared.errors);
-        let stored = self.store_prepared(tenant, prepared)?;
+        let stored = self.store_prepared(tenant, &limits, prepared)?;
         rejected += stored.refused_lines;
         if let Some(e) = stored.limit_error {
             errors.push(e.message);
@@ -496,7 +502,12 @@ impl Ingester {
 
     /// Applies the rate and stream limits to validated streams and appends
     /// the rest; updates metrics.
-    fn store_prepared(&self, tenant: &str, mut p: Prepared) -> Result<Stored, PushError> {
+    fn store_prepared(
+        &self,
+        tenant: &str,
+        limits: &IngestLimits,
+        mut p: Prepared,
+    ) -> Result<Stored, PushError> {
         self.metrics.add_received(tenant, p.received);
         self.metrics.add_discarded(tenant, &p.discarded);
         if p.truncated > 0 {
@@ -511,7 +522,6 @@ impl Ingester {
                 refused_lines: 0,
             });
         }
-        let limits = self.limits.get(tenant);
         let (lines, bytes) = totals(&p.streams);
         let (rate, burst) = (limits.ingestion_rate_mb, limits.ingestion_burst_size_mb);
         if !self
