@@ -345,20 +345,15 @@ impl Config {
         if let Some(v) = args.max_line_size_truncate {
             ingest.max_line_size_truncate = v;
         }
-        let (mut query, server_query) =
-            split_query_section(&file.query).map_err(|detail| ConfigError::Parse {
-                path: args.config.clone().unwrap_or_default(),
-                detail,
-            })?;
+        let in_file = |detail| ConfigError::Parse {
+            path: args.config.clone().unwrap_or_default(),
+            detail,
+        };
+        let (mut query, server_query) = split_query_section(&file.query).map_err(in_file)?;
         if let Some(v) = args.query_timeout.as_deref() {
             query.query_timeout = duration_key("query_timeout", v)?;
         }
-        let overrides = build_overrides(&file.overrides, &ingest, &query).map_err(|detail| {
-            ConfigError::Parse {
-                path: args.config.clone().unwrap_or_default(),
-                detail,
-            }
-        })?;
+        let overrides = build_overrides(&file.overrides, &ingest, &query).map_err(in_file)?;
         let query_pool = query_pool_config(args, &server_query)?;
         Ok(Config {
             listen,
