@@ -95,6 +95,7 @@ enum Kind {
     Series,
 }
 
+/// Every kind of request, the push first (the rest are [`QUERY_KINDS`]).
 const KINDS: [Kind; 8] = [
     Kind::Push,
     Kind::LogFilter,
@@ -106,16 +107,9 @@ const KINDS: [Kind; 8] = [
     Kind::Series,
 ];
 
-/// The query kinds, in the order the workers rotate through them.
-const QUERY_KINDS: [Kind; 7] = [
-    Kind::LogFilter,
-    Kind::LogRegex,
-    Kind::MetricRange,
-    Kind::MetricInstant,
-    Kind::Labels,
-    Kind::LabelValues,
-    Kind::Series,
-];
+/// The query kinds (all but the push), in the order the workers rotate
+/// through them.
+const QUERY_KINDS: &[Kind] = KINDS.split_at(1).1;
 
 impl Kind {
     fn index(self) -> usize {
