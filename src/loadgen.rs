@@ -441,19 +441,28 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The value at percentile `p` (0–100) of ascending `sorted` samples, by the
+/// nearest-rank method: the smallest sample with at least `p` % of the
+/// samples at or below it. `None` for no samples.
+pub(crate) fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len() as f64 / 100.0).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
 /// `push latency: p50 … p99 … max … over N requests` from per-request
 /// microseconds (nearest-rank percentiles); `None` without requests.
 fn latency_summary(micros: &mut [u64]) -> Option<String> {
     micros.sort_unstable();
     let n = micros.len();
-    let last = *micros.last()?;
-    let rank = |p: f64| micros[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
-    let ms = |us: u64| us as f64 / 1000.0;
+    let ms = |p: f64| percentile(micros, p).map(|us| us as f64 / 1000.0);
     Some(format!(
         "push latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {n} requests",
-        ms(rank(0.50)),
-        ms(rank(0.99)),
-        ms(last)
+        ms(50.0)?,
+        ms(99.0)?,
+        ms(100.0)?
     ))
 }
 

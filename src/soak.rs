@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use parking_lot::Mutex;
 
-use crate::loadgen::{host_port, load_lines, make_batch, server_rss, Conn, LoadArgs};
+use crate::loadgen::{host_port, load_lines, make_batch, percentile, server_rss, Conn, LoadArgs};
 use crate::units::now_ns;
 
 /// Options of `miniloki soak`.
@@ -200,17 +200,6 @@ fn enc(s: &str) -> String {
         }
     }
     out
-}
-
-/// The value at percentile `p` (0–100) of ascending `sorted` samples, by the
-/// nearest-rank method: the smallest sample with at least `p` % of the
-/// samples at or below it. `None` for no samples.
-fn percentile(sorted: &[u32], p: f64) -> Option<u32> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len() as f64 / 100.0).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
 }
 
 /// Count and p50/p99/max (µs) of some latency samples.
@@ -855,7 +844,7 @@ mod tests {
         assert_eq!(percentile(&v, 11.0), Some(2));
         assert_eq!(percentile(&v, 0.0), Some(1));
         assert_eq!(percentile(&v, 100.0), Some(10));
-        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile::<u32>(&[], 50.0), None);
         assert_eq!(percentile(&[7], 99.0), Some(7));
         // 200 samples 1..=200: p99 → 198th, p50 → 100th.
         let v: Vec<u32> = (1..=200).collect();
